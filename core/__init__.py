@@ -1,0 +1,16 @@
+"""rladder.core: interfaces, the RLadder engine, configs, assembly, training and the launcher.
+
+Core never imports plugins: concrete cells, decoders, tasks and datasets arrive through the
+registry (entry-point group ``rladder``).
+"""
+
+from .interfaces import CellState, DataSpec, Dataset, DecoderCell, EncoderCell, Loader, Needs, Shape, Task, to_device
+from .heads import Head, HeadSpec
+from .ladder import LadderState, Level, RLadder
+from .assemble import LadderSpec, LevelSpec, Run, build_ladder, build_model, build_tasks, count_parameters
+
+__all__ = [
+    "CellState", "DataSpec", "Dataset", "DecoderCell", "EncoderCell", "Head", "Loader", "HeadSpec", "LadderSpec",
+    "LadderState", "Level", "LevelSpec", "Needs", "RLadder", "Run", "Shape", "Task", "build_ladder",
+    "build_model", "build_tasks", "count_parameters", "to_device",
+]

@@ -1,0 +1,235 @@
+"""Run configuration: attrs classes, TOML files and `--set` overrides.
+
+Precedence (later wins), the one rule everywhere:
+    component and section defaults  <  config files, in the order given  <  `--set a.b=c`, in order.
+Tables merge key by key; any other value (arrays included) is replaced whole. A `--set` value
+is read as a TOML value (`--set train.lr=2e-3`, `--set model.decoder=false`,
+`--set 'train.betas=[0.9, 0.99]'`); a bare word is a string (`--set data.name=synthetic`).
+List items are addressed by index (`--set model.levels.0.encoder.channels=16`).
+
+A component is a table `{name = "<registry name>", <its options>}`; `resolve` checks every
+option against the component's attrs class and fills in the defaults, so the resolved config
+(`--print-config`, saved with every run) lists every value the run uses.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from rladder.registry import ConfigError, OptionError, Registry, get_registry, option, structure, unstructure
+from . import tomlout
+from rladder.registry.options import fields_of, in_open_unit, non_negative, positive
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@attrs.frozen
+class TrainConfig:
+    """Optimisation and bookkeeping of `rladder train` (Adam, spec section 4.1.3)."""
+
+    steps: int = option(2000, help="Optimizer steps in all.", validator=positive)
+    batch_size: int = option(32, help="Global batch size (split across processes).", validator=positive)
+    lr: float = option(1e-3, help="Peak learning rate of Adam.", validator=positive)
+    betas: tuple[float, float] = option((0.9, 0.999), help="Adam betas.")
+    weight_decay: float = option(0.0, help="AdamW-style decoupled weight decay.", validator=non_negative)
+    schedule: Literal["constant", "linear_decay", "cosine"] = option(
+        "linear_decay", help="Learning-rate schedule after warm-up (linear_decay: to 0 over the last part).")
+    decay_start: float = option(0.67, help="linear_decay: fraction of training after which lr decays to 0.",
+                                validator=in_open_unit)
+    warmup_steps: int = option(0, help="Linear warm-up steps.", validator=non_negative)
+    clip_grad_norm: float = option(1.0, help="Clip the gradient norm to this (0 = off).", validator=non_negative)
+    device: str = option("auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    precision: Precision = option("auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16.")
+    threads: int = option(0, help="torch CPU threads (0 = leave torch's default).", validator=non_negative)
+    compile: bool = option(False, help="torch.compile the model (slow to start; mostly worth it on GPU).")
+    channels_last: bool = option(False, help="channels_last memory format for 2-D models (GPU).")
+    log_every: int = option(50, help="Steps between log lines in metrics.jsonl.", validator=positive)
+    eval_every: int = option(500, help="Steps between validations (and best-checkpoint updates).",
+                             validator=positive)
+    eval_batches: int = option(0, help="Batches per validation (0 = the whole split).", validator=non_negative)
+    checkpoint_every: int = option(500, help="Steps between checkpoints.", validator=positive)
+    best_metric: str = option("", help="Validation metric that picks the best checkpoint, e.g. "
+                                       "'classify/error' (default: the total validation loss).")
+    best_mode: Literal["min", "max"] = option("min", help="Whether a smaller or larger best_metric is better.")
+    num_workers: int = option(0, help="DataLoader worker processes.", validator=non_negative)
+
+
+@attrs.frozen
+class RunConfig:
+    """One run: data, model, tasks, loader, training, seed."""
+
+    data: dict[str, Any] = option(help="The dataset: {name = ..., <options>}.", kind="dataset")
+    model: dict[str, Any] = option(help="The model: {name = ..., <options>}.", kind="model")
+    tasks: dict[str, dict[str, Any]] = option(
+        factory=dict, help="Tasks by label: [tasks.<label>] name = ... (name defaults to the label).",
+        kind="task", many=True)
+    loader: dict[str, Any] = option(factory=lambda: {"name": "memory"}, help="How batches are made.",
+                                    kind="loader")
+    train: TrainConfig = option(factory=TrainConfig, help="Optimisation and bookkeeping.")
+    seed: int = option(0, help="Seed of model initialisation, data order and noise.")
+
+
+# --------------------------------------------------------------------------- reading
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist (give the path of a TOML file, "
+                          f"for example configs/omm_rladder_tiny.toml)")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+
+
+def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; other values are replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_set(raw: dict[str, Any], expr: str) -> dict[str, Any]:
+    """Apply one `a.b.c=value` override (see module docstring)."""
+    if "=" not in expr:
+        raise ConfigError(f"--set {expr!r}: expected KEY=VALUE, for example --set train.lr=2e-3")
+    key, _, text = expr.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"--set {expr!r}: the key must be a dotted path such as train.lr")
+    out = copy.deepcopy(raw)
+    node: Any = out
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, parts[: i + 1], expr)
+    last = parts[-1]
+    value = parse_value(text.strip())
+    if isinstance(node, list):
+        idx = _index(node, last, parts, expr)
+        node[idx] = value
+    else:
+        node[last] = value
+    return out
+
+
+def _index(node: list, part: str, parts: Sequence[str], expr: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise ConfigError(f"--set {expr!r}: {'.'.join(parts)} indexes a list of {len(node)} items; "
+                          f"use an index 0..{len(node) - 1}")
+    return int(part)
+
+
+def _child(node: Any, part: str, parts: Sequence[str], expr: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, parts, expr)]
+    if part not in node:
+        node[part] = {}
+    elif not isinstance(node[part], dict | list):
+        raise ConfigError(f"--set {expr!r}: {'.'.join(parts)} is a value ({node[part]!r}), not a table")
+    return node[part]
+
+
+def load_raw(paths: Sequence[str | Path], sets: Sequence[str] = ()) -> dict[str, Any]:
+    """Merge config files (later wins) and apply `--set` overrides (later wins)."""
+    raw: dict[str, Any] = {}
+    for path in paths:
+        raw = merge(raw, read_toml(path))
+    for expr in sets:
+        raw = apply_set(raw, expr)
+    return raw
+
+
+# --------------------------------------------------------------------------- resolving
+def resolve(raw: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
+    """Check every section and component option, fill in every default."""
+    reg = registry or get_registry()
+    raw = dict(raw)
+    tasks = raw.get("tasks", {})
+    if isinstance(tasks, Mapping):
+        raw["tasks"] = {label: ({"name": label, **t} if isinstance(t, Mapping) and "name" not in t else t)
+                        for label, t in tasks.items()}
+    config = structure(RunConfig, raw, path="", what="the run config")
+    return fill_components(config, reg)
+
+
+def fill_components(value: Any, registry: Registry, path: str = "") -> Any:
+    """Resolve every component table inside attrs instances (fields marked with a kind)."""
+    if not attrs.has(type(value)):
+        return value
+    changes = {}
+    for f in fields_of(type(value)):
+        current = getattr(value, f.name)
+        where = f"{path}.{f.name}" if path else f.name
+        kind = f.metadata.get("kind")
+        if kind and current is not None:
+            if f.metadata.get("many"):
+                changes[f.name] = {k: _resolve_table(registry, kind, t, f"{where}.{k}") for k, t in current.items()}
+            else:
+                changes[f.name] = _resolve_table(registry, kind, current, where)
+        elif isinstance(current, tuple | list):
+            changes[f.name] = type(current)(fill_components(v, registry, f"{where}[{i}]")
+                                            for i, v in enumerate(current))
+        elif attrs.has(type(current)):
+            changes[f.name] = fill_components(current, registry, where)
+    return attrs.evolve(value, **changes)
+
+
+def _resolve_table(registry: Registry, kind: str, table: Any, where: str) -> dict[str, Any]:
+    comp, options = registry.resolve(kind, table, where)
+    options = fill_components(options, registry, where)
+    return {"name": comp.name, **unstructure(options)}
+
+
+# --------------------------------------------------------------------------- writing
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    return _drop_none(unstructure(config))
+
+
+def to_toml(config: RunConfig | Mapping[str, Any]) -> str:
+    data = config if isinstance(config, Mapping) else to_dict(config)
+    body = tomlout.dumps(_order(_drop_none(data)))
+    return "# rladder resolved config (every default filled in)\n" + body
+
+
+def _order(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Put `seed` first and `name` first in every component table, for reading."""
+    keys = sorted(data, key=lambda k: (k not in ("seed", "name"), 0))
+    return {k: (_order(data[k]) if isinstance(data[k], Mapping) else data[k]) for k in keys}
+
+
+def load_config(paths: Sequence[str | Path], sets: Sequence[str] = (), registry: Registry | None = None) -> RunConfig:
+    """Files + overrides -> a resolved RunConfig (the one documented precedence)."""
+    if not paths:
+        raise ConfigError("no config file given")
+    return resolve(load_raw(paths, sets), registry)
+
+
+def from_dict(data: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
+    """A RunConfig from a resolved dict (as saved with runs and checkpoints)."""
+    try:
+        return resolve(data, registry)
+    except OptionError as exc:
+        raise ConfigError(f"the saved config no longer matches the installed plugins: {exc}") from None

@@ -1,0 +1,210 @@
+"""The four interfaces every plugin implements: EncoderCell, DecoderCell, Task, Dataset.
+
+Paper: Prémont-Schwarz et al., "Recurrent Ladder Networks", NIPS 2017, section 2, eqs. (1)-(3).
+Levels are numbered 0..L-1 from the bottom; level l's encoder output is e_l(t), its decoder
+output d_l(t). Tensor layouts (B = batch, T = steps) are written here once:
+
+* a step's input ``x_t``: ``(B, *step_shape)``; ``step_shape`` is ``(C, H, W)`` for video frames,
+  ``(C, L)`` for 1-D sequences such as piano rolls (C=1, L=88 pitches), ``(D,)`` for vectors;
+* a whole input ``x``: ``(B, T, *step_shape)`` (video ``(B, T, C, H, W)``, piano roll ``(B, T, C, L)``,
+  vectors ``(B, T, D)``), or ``(B, *step_shape)`` for iterative inference on a static input;
+* a level's output ``e_l(t)`` and ``d_l(t)``: ``(B, *out_shape)`` with ``out_shape`` = ``(C, H, W)``,
+  ``(C, L)`` or ``(D,)``; ``d_l`` always has the shape of ``e_l`` because it feeds level l's
+  encoder at the next step.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+Shape = tuple[int, ...]
+CellState = tuple[Tensor, ...]
+
+
+class EncoderCell(nn.Module, abc.ABC):
+    """Level l's bottom-up unit, eqs. (1)-(2): ``(e_l(t), s_l(t)) = f(e_{l-1}(t), d_l(t-1), s_l(t-1))``.
+
+    Built by its factory as ``factory(options, in_shape=..., top_down=...)``: ``in_shape`` is the
+    shape of ``e_{l-1}`` (or of the input), ``top_down`` says whether ``d_l(t-1)`` will be given
+    (False for the "no decoder-to-encoder connections" ablation and for ladders without decoder).
+    The subclass sets ``self.in_shape`` and ``self.out_shape``.
+
+    ``forward(bottom_up, top_down_prev, state) -> (output, new_state)``: ``bottom_up`` is
+    ``(B, *in_shape)``, ``top_down_prev`` is ``(B, *out_shape)`` or None, ``state`` is a tuple of
+    tensors from ``init_state`` or the previous step (empty for stateless cells). A cell keeps no
+    state of its own between calls: everything carried in time goes through ``state``.
+    """
+
+    in_shape: Shape
+    out_shape: Shape
+
+    def init_state(self, batch: int, like: Tensor) -> CellState:
+        """s_l(0): zeros by default (``like`` gives device and dtype). Stateless cells return ()."""
+        return ()
+
+    @abc.abstractmethod
+    def forward(self, bottom_up: Tensor, top_down_prev: Tensor | None, state: CellState) -> tuple[Tensor, CellState]:
+        ...
+
+
+class DecoderCell(nn.Module, abc.ABC):
+    """Level l's stateless top-down unit, eq. (3): ``d_l(t) = g_l(e_l(t), d_{l+1}(t))``.
+
+    Built as ``factory(options, lateral_shape=..., top_down_shape=...)``; ``top_down_shape`` is
+    None at the top level. The cell itself resamples ``d_{l+1}`` (``(B, *top_down_shape)``) to
+    level l's shape. ``forward(lateral, top_down) -> (B, *lateral_shape)``.
+    """
+
+    lateral_shape: Shape
+    top_down_shape: Shape | None
+
+    @abc.abstractmethod
+    def forward(self, lateral: Tensor, top_down: Tensor | None) -> Tensor:
+        ...
+
+
+@attrs.frozen
+class DataSpec:
+    """What a dataset yields, declared without loading it.
+
+    A batch is a dict of tensors. ``x`` always holds the model input: ``(B, T, *step_shape)``
+    with ``T = seq_len``, or ``(B, *step_shape)`` when ``static`` (the same input is shown at
+    every one of ``seq_len`` iterations). ``keys`` documents every key and its layout, for
+    example ``{"x": "(B,T,1,32,32) float32 in [0,1]", "y": "(B,) int64 class at the last step"}``.
+    """
+
+    modality: Literal["video", "sequence", "vector"]
+    step_shape: Shape
+    seq_len: int
+    keys: Mapping[str, str]
+    num_classes: int = 0
+    splits: tuple[str, ...] = ("train", "val", "test")
+    static: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        ranks = {"video": 3, "sequence": 2, "vector": 1}
+        if len(self.step_shape) != ranks[self.modality]:
+            raise ValueError(f"{self.modality} data needs a step_shape of rank {ranks[self.modality]}, "
+                             f"got {self.step_shape}")
+        if "x" not in self.keys:
+            raise ValueError("a DataSpec must declare the input key 'x'")
+
+    def dummy_batch(self, batch: int = 2, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """A random batch with the declared shapes: ``x`` uniform in [0, 1), ``y`` random classes."""
+        lead = (batch,) if self.static else (batch, self.seq_len)
+        out = {"x": torch.rand(*lead, *self.step_shape, generator=generator)}
+        if self.num_classes and "y" in self.keys:
+            out["y"] = torch.randint(0, self.num_classes, (batch,), generator=generator)
+        return out
+
+
+@attrs.frozen
+class Needs:
+    """What a task reads: model outputs (``"heads.frame"``, ``"encoder.3"``) and batch keys."""
+
+    outputs: tuple[str, ...] = ()
+    batch: tuple[str, ...] = ()
+
+
+class Task(nn.Module, abc.ABC):
+    """A cost attached to named outputs of the ladder, and its metrics (paper section 2).
+
+    Built as ``factory(options, spec=DataSpec, label=str)``. The training loss is
+    ``sum(task.weight * task.loss(outputs, batch))`` over tasks. ``outputs`` maps names to
+    ``(B, T, ...)`` tensors (``encoder.l``, ``decoder.l``, ``heads.<name>``); ``batch`` is the
+    dataset's batch dict. A task may own modules or state (a mean teacher owns an EMA copy of
+    the model); they are saved with checkpoints like any ``nn.Module`` state.
+    """
+
+    def __init__(self, label: str, weight: float = 1.0):
+        super().__init__()
+        self.label = label
+        self.weight = weight
+
+    @abc.abstractmethod
+    def needs(self) -> Needs:
+        ...
+
+    @abc.abstractmethod
+    def loss(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> Tensor:
+        """A scalar cost (unweighted)."""
+
+    def update_metrics(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> None:
+        """Accumulate evaluation metrics over a batch (default: none)."""
+
+    def compute_metrics(self) -> dict[str, float]:
+        """The accumulated metrics as plain floats (default: none)."""
+        return {}
+
+    def reset_metrics(self) -> None:
+        """Forget accumulated metrics."""
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:
+        """Called after every optimizer step (a mean teacher updates its EMA here)."""
+
+
+class Dataset(abc.ABC):
+    """A dataset: a ``DataSpec`` and, per split, its samples in stored form.
+
+    Built as ``factory(options)``. ``arrays(split)`` returns the split in memory as a dict of
+    numpy arrays whose first axis is the sample (compact dtypes such as uint8 are fine);
+    ``to_batch`` turns a batch of those (as tensors, ``(B, ...)``) into the model's batch
+    (float conversion, input/target slicing). The same stored form is what WebDataset shards
+    hold, so in-memory and sharded loading give identical batches.
+    """
+
+    spec: DataSpec
+
+    @abc.abstractmethod
+    def arrays(self, split: str) -> dict[str, np.ndarray]:
+        ...
+
+    def to_batch(self, stored: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return dict(stored)
+
+    def dummy_batch(self, batch: int = 2, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """A random batch with every key a task may read (``rladder check``); override to add keys."""
+        return self.spec.dummy_batch(batch, generator)
+
+    def check_split(self, split: str) -> None:
+        if split not in self.spec.splits:
+            from rladder.registry import ConfigError
+            raise ConfigError(f"unknown split {split!r}; this dataset has {', '.join(self.spec.splits)}")
+
+
+class Loader(abc.ABC):
+    """Batches of one split of a dataset, as model batches (``dataset.to_batch`` applied), on CPU.
+
+    Built as ``factory(options, dataset=, split=, batch_size=, train=, seed=, rank=, world=)``.
+    ``batch_size`` is the global batch; with ``world`` processes each yields its
+    ``batch_size // world`` share of every global batch, so the data order does not depend on
+    the number of processes. A training loader repeats forever, reshuffling every epoch from
+    ``seed`` and the epoch number; an evaluation loader makes one ordered pass.
+    ``state_dict``/``load_state_dict`` record the position, so a resumed run sees the same batches.
+    """
+
+    @abc.abstractmethod
+    def __iter__(self):
+        ...
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Batches per epoch for this process."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device | str, non_blocking: bool = False) -> dict[str, Any]:
+    """Move every tensor of a batch dict to ``device``."""
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v for k, v in batch.items()}

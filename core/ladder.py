@@ -1,0 +1,191 @@
+"""The RLadder engine: eqs. (1)-(3) of Prémont-Schwarz et al. (NIPS 2017), section 2.
+
+At every step t, information flows bottom-up through the encoder cells, then top-down through
+the stateless decoder cells; each decoder output d_l(t) is fed to the encoder of the same level
+at step t+1 (the decoder-to-encoder link), and d_l(0) = 0. The same engine serves temporal
+modelling (one step per frame or time step), iterative inference on a static input (the same
+input at every step) and RTagger (a wrapper calls `step` with inputs built from the previous
+step's outputs). Layouts are documented in `rladder.core.interfaces`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from .interfaces import CellState, DecoderCell, EncoderCell, Shape
+
+
+@attrs.frozen
+class LadderState:
+    """Everything carried from step t-1 to step t: s_l(t-1) per level and d_l(t-1) per level.
+
+    ``decoder`` is empty when the ladder has no decoder or no decoder-to-encoder links.
+    ``steps`` counts the steps run so far (0 for a fresh state).
+    """
+
+    encoder: tuple[CellState, ...]
+    decoder: tuple[Tensor, ...]
+    steps: int = 0
+
+    def detach(self) -> LadderState:
+        """The same state cut from the autograd graph (truncated back-propagation through time)."""
+        return LadderState(tuple(tuple(s.detach() for s in cell) for cell in self.encoder),
+                           tuple(d.detach() for d in self.decoder), self.steps)
+
+    def map(self, fn) -> LadderState:
+        """Apply ``fn`` to every tensor (for example to reorder or repeat the batch)."""
+        return LadderState(tuple(tuple(fn(s) for s in cell) for cell in self.encoder),
+                           tuple(fn(d) for d in self.decoder), self.steps)
+
+
+class Level(nn.Module):
+    """One level: its encoder cell and (unless the ladder has no decoder) its decoder cell."""
+
+    def __init__(self, encoder: EncoderCell, decoder: DecoderCell | None):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+
+class RLadder(nn.Module):
+    """A recurrent Ladder built from levels (bottom first) and heads.
+
+    ``levels[l].encoder`` maps e_{l-1}(t) (the input for l = 0) to e_l(t); ``levels[l].decoder``
+    maps (e_l(t), d_{l+1}(t)) to d_l(t). Heads read any named output at every step:
+    ``encoder.<l>``, ``decoder.<l>`` (l may be negative: -1 is the top level) and produce
+    ``heads.<name>``.
+
+    Switches for the paper's ablations (Table 1): ``decoder=False`` removes the decoder
+    (the "hierarchical RNN"); ``feedback=False`` removes the decoder-to-encoder links.
+    """
+
+    def __init__(self, levels: Sequence[Level], heads: Mapping[str, nn.Module] | None = None, *,
+                 input_shape: Shape, decoder: bool = True, feedback: bool = True):
+        super().__init__()
+        if not levels:
+            raise ValueError("an RLadder needs at least one level")
+        self.levels = nn.ModuleList(levels)
+        self.heads = nn.ModuleDict(dict(heads or {}))
+        self.head_sources = {name: _canonical(getattr(h, "source", ""), len(levels)) for name, h in self.heads.items()}
+        self.input_shape = tuple(input_shape)
+        self.has_decoder = decoder
+        self.feedback = decoder and feedback
+        for l, level in enumerate(self.levels):
+            if decoder and level.decoder is None:
+                raise ValueError(f"level {l} has no decoder cell but the ladder has a decoder")
+
+    # ------------------------------------------------------------------ shapes and names
+    @property
+    def shapes(self) -> list[Shape]:
+        """out_shape of every level, bottom first."""
+        return [tuple(level.encoder.out_shape) for level in self.levels]
+
+    def output_names(self) -> list[str]:
+        names = [f"encoder.{l}" for l in range(len(self.levels))]
+        if self.has_decoder:
+            names += [f"decoder.{l}" for l in range(len(self.levels))]
+        return names + [f"heads.{h}" for h in self.heads]
+
+    def canonical(self, name: str) -> str:
+        """``encoder.-1`` -> ``encoder.<L-1>``; other names unchanged."""
+        return _canonical(name, len(self.levels))
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, batch: int, like: Tensor) -> LadderState:
+        """s_l(0) from each cell and d_l(0) = 0 (paper section 2)."""
+        enc = tuple(level.encoder.init_state(batch, like) for level in self.levels)
+        dec = ()
+        if self.feedback:
+            dec = tuple(like.new_zeros((batch, *shape)) for shape in self.shapes)
+        return LadderState(enc, dec, 0)
+
+    # ------------------------------------------------------------------ one step
+    def step(self, x_t: Tensor, state: LadderState | None = None,
+             keep: Collection[str] | None = None) -> tuple[dict[str, Tensor], LadderState]:
+        """One bottom-up and one top-down pass. ``x_t``: ``(B, *input_shape)``.
+
+        Returns the outputs of this step (every level's e_l(t) and d_l(t) and every head, or only
+        the names in ``keep``) and the state for step t+1.
+        """
+        self._check_input(x_t, static=True)
+        if state is None:
+            state = self.init_state(x_t.shape[0], x_t)
+        levels = self.levels
+        enc_out: list[Tensor] = []
+        enc_state: list[CellState] = []
+        below = x_t
+        for l, level in enumerate(levels):
+            d_prev = state.decoder[l] if self.feedback else None
+            # eqs. (1)-(2): s_l(t), e_l(t) = f_l(e_{l-1}(t), d_l(t-1), s_l(t-1))
+            e_l, s_l = level.encoder(below, d_prev, state.encoder[l])
+            enc_out.append(e_l)
+            enc_state.append(s_l)
+            below = e_l
+        dec_out: list[Tensor] = []
+        if self.has_decoder:
+            above = None
+            for l in reversed(range(len(levels))):
+                # eq. (3): d_l(t) = g_l(e_l(t), d_{l+1}(t)); d_{L}(t) is absent at the top
+                above = levels[l].decoder(enc_out[l], above)
+                dec_out.append(above)
+            dec_out.reverse()
+        outputs: dict[str, Tensor] = {}
+        for l, e_l in enumerate(enc_out):
+            outputs[f"encoder.{l}"] = e_l
+        for l, d_l in enumerate(dec_out):
+            outputs[f"decoder.{l}"] = d_l
+        for name, head in self.heads.items():
+            key = f"heads.{name}"
+            if keep is None or key in keep:
+                outputs[key] = head(outputs[self.head_sources[name]])
+        if keep is not None:
+            outputs = {k: v for k, v in outputs.items() if k in keep}
+        new_state = LadderState(tuple(enc_state), tuple(dec_out) if self.feedback else (), state.steps + 1)
+        return outputs, new_state
+
+    # ------------------------------------------------------------------ many steps
+    def forward(self, x: Tensor, state: LadderState | None = None, *, steps: int | None = None,
+                keep: Collection[str] | None = None) -> tuple[dict[str, Tensor], LadderState]:
+        """Unroll over time or over inference iterations.
+
+        ``x`` is ``(B, T, *input_shape)`` (one step per element of T), or ``(B, *input_shape)``
+        with ``steps=n`` for iterative inference on a static input. Returns a dict of
+        ``(B, T, ...)`` outputs (all of them, or those named in ``keep``) and the final state,
+        which a later call can continue from: running T steps at once equals running them in
+        chunks with the state carried.
+        """
+        keep = None if keep is None else {self.canonical(k) for k in keep}
+        if steps is None:
+            self._check_input(x, static=False)
+            frames = x.unbind(1)
+        else:
+            self._check_input(x, static=True)
+            frames = [x] * steps
+        per_step: list[dict[str, Tensor]] = []
+        for x_t in frames:
+            out, state = self.step(x_t, state, keep)
+            per_step.append(out)
+        if not per_step:
+            raise ValueError("forward() needs at least one step")
+        outputs = {k: torch.stack([o[k] for o in per_step], dim=1) for k in per_step[0]}
+        return outputs, state
+
+    def _check_input(self, x: Tensor, static: bool) -> None:
+        lead = 1 if static else 2
+        if tuple(x.shape[lead:]) != self.input_shape or x.dim() != lead + len(self.input_shape):
+            want = "(B, " + ("" if static else "T, ") + ", ".join(map(str, self.input_shape)) + ")"
+            raise ValueError(f"RLadder input has shape {tuple(x.shape)}; expected {want}")
+
+
+def _canonical(name: str, num_levels: int) -> str:
+    part, _, idx = name.partition(".")
+    if part in ("encoder", "decoder") and idx.lstrip("-").isdigit():
+        i = int(idx)
+        if i < 0:
+            i += num_levels
+        return f"{part}.{i}"
+    return name
