@@ -63,10 +63,14 @@ def cli(ctx: click.Context, debug: bool, allow: str | None, block: str | None) -
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     # Environment variables, so that worker processes started later load the same plugins.
-    if allow is not None:
-        os.environ[ALLOW_ENV] = allow
-    if block is not None:
-        os.environ[BLOCK_ENV] = block
+    if allow is not None or block is not None:
+        from rladder.registry import reset_registry
+
+        if allow is not None:
+            os.environ[ALLOW_ENV] = allow
+        if block is not None:
+            os.environ[BLOCK_ENV] = block
+        reset_registry(None)
 
 
 def registry():

@@ -48,7 +48,7 @@ def near_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     subs = [c for c in candidates if word and (word in c or c in word)]
     close = difflib.get_close_matches(word, candidates, n=n, cutoff=0.5)
     out: list[str] = []
-    for c in subs + close:
+    for c in close + subs:
         if c not in out:
             out.append(c)
     return out[:n]

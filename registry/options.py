@@ -45,19 +45,19 @@ def positive(instance, attribute, value):
     """attrs validator: value > 0 (for every element of a tuple)."""
     values = value if isinstance(value, tuple | list) else (value,)
     if any(v is not None and v <= 0 for v in values):
-        raise ValueError(f"must be > 0, got {value!r}")
+        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
 def non_negative(instance, attribute, value):
     """attrs validator: value >= 0."""
     if value is not None and value < 0:
-        raise ValueError(f"must be >= 0, got {value!r}")
+        raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
 
 
 def in_open_unit(instance, attribute, value):
     """attrs validator: 0 < value < 1."""
     if not 0.0 < value < 1.0:
-        raise ValueError(f"must lie strictly between 0 and 1, got {value!r}")
+        raise ValueError(f"'{attribute.name}' must lie strictly between 0 and 1, got {value!r}")
 
 
 def fields_of(cls: type) -> tuple[attrs.Attribute, ...]:

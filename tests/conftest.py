@@ -1,0 +1,27 @@
+"""Test-wide settings: one torch thread (two threads under contention ran 20x slower), no
+plugin fixture packages collected as tests, and a fresh process-wide registry per test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+collect_ignore = ["plugins"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry(monkeypatch):
+    """Each test sees the installed plugins freshly loaded, without allow/block lists."""
+    from rladder.registry import ALLOW_ENV, BLOCK_ENV, reset_registry
+
+    monkeypatch.setenv(ALLOW_ENV, "")  # empty: no list; the launcher may set them, teardown restores
+    monkeypatch.setenv(BLOCK_ENV, "")
+    reset_registry(None)
+    yield
+    reset_registry(None)

@@ -1,0 +1,3 @@
+"""Raises on import, as a plugin with a missing dependency would."""
+
+raise ImportError("rladder_broken needs the package 'nonexistent-dependency'")

@@ -1,0 +1,1 @@
+"""rladder-toy: an example third-party plugin providing one encoder cell."""
