@@ -4,13 +4,13 @@ Core never imports plugins: concrete cells, decoders, tasks and datasets arrive 
 registry (entry-point group ``rladder``).
 """
 
-from .interfaces import CellState, DataSpec, Dataset, DecoderCell, EncoderCell, Loader, Needs, Shape, Task, to_device
+from .interfaces import CellState, DataSpec, Dataset, DecoderCell, EncoderCell, Loader, Needs, Shape, Task, TaskOptions, to_device
 from .heads import Head, HeadSpec
 from .ladder import LadderState, Level, RLadder
 from .assemble import LadderSpec, LevelSpec, Run, build_ladder, build_model, build_tasks, count_parameters
 
 __all__ = [
     "CellState", "DataSpec", "Dataset", "DecoderCell", "EncoderCell", "Head", "Loader", "HeadSpec", "LadderSpec",
-    "LadderState", "Level", "LevelSpec", "Needs", "RLadder", "Run", "Shape", "Task", "build_ladder",
+    "LadderState", "Level", "LevelSpec", "Needs", "RLadder", "Run", "Shape", "Task", "TaskOptions", "build_ladder",
     "build_model", "build_tasks", "count_parameters", "to_device",
 ]

@@ -174,11 +174,12 @@ def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: 
                         " remove this task or use a model with a decoder.")
             raise ContractError(f"{where}: task {table.get('name', label)!r} reads {', '.join(missing)}, which the "
                                 f"model does not produce. The model produces: {', '.join(sorted(names or ()))}.{hint}")
-        absent = [k for k in needs.batch if k not in data.keys]
+        absent = [k for k in needs.batch if k not in data.keys and k != "x_uncorrupted"]
         if absent:
             raise ContractError(f"{where}: task {table.get('name', label)!r} needs batch key(s) "
                                 f"{', '.join(absent)}, which the dataset does not provide "
                                 f"(it provides {', '.join(data.keys)}).")
+        task.bind(model)
         tasks[label] = task
     return tasks
 

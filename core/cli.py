@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import click
@@ -186,6 +187,213 @@ def check_cmd(configs: Sequence[str], sets: Sequence[str], print_config: bool, b
         return
     report = check_run(config, batch=batch)
     click.echo(report)
+
+
+# ------------------------------------------------------------------------------ train / resume / eval / predict
+def _default_run_dir(configs: Sequence[str]) -> str:
+    from pathlib import Path
+
+    stem = Path(configs[-1]).stem if configs else "run"
+    return str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _finish(run_dir, pictures: bool) -> None:
+    """After training: test-set evaluation of the best weights, then pictures."""
+    from rladder.core.evaluation import evaluate_run, format_results
+
+    results = evaluate_run(run_dir, "test")
+    click.echo(format_results(results, f"test ({results['checkpoint']} checkpoint, step {results['step']})"))
+    if pictures:
+        from rladder.core.viz import write_pictures
+
+        for path in write_pictures(run_dir):
+            click.echo(f"picture: {path}")
+
+
+def distributed_options(fn):
+    """--nproc and the multi-node options of train and resume."""
+    for opt in reversed([
+        click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
+                     help="Processes on this node (DDP through torch.distributed's launcher; gloo on CPU, NCCL on GPU)."),
+        click.option("--nnodes", default=1, show_default=True, type=click.IntRange(1), help="Nodes in all."),
+        click.option("--node-rank", default=0, show_default=True, type=click.IntRange(0), help="This node's rank."),
+        click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0."),
+        click.option("--master-port", type=int, help="Port on node 0 (multi-node)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _run_training(config, run_dir, resume: bool, no_test: bool, no_pictures: bool, launch_args: list[str],
+                  nproc: int, nnodes: int, node_rank: int, master_addr: str, master_port: int | None) -> None:
+    """Train here, or start worker processes that each run the same command (see core/distributed.py)."""
+    from rladder.core import distributed
+    from rladder.core.train import Trainer
+
+    dist = distributed.from_env()
+    if dist is None and (nproc > 1 or nnodes > 1):
+        distributed.launch(launch_args, nproc, nnodes, node_rank, master_addr, master_port)
+        return
+    if dist is None:
+        Trainer(config, run_dir, resume=resume).fit()
+    else:
+        distributed.join(dist, config.train.device)
+        try:
+            Trainer(config, run_dir, resume=resume, dist=dist).fit()
+        finally:
+            distributed.leave()
+        if not dist.main:
+            return
+    if not no_test:
+        _finish(run_dir, pictures=not no_pictures)
+
+
+@cli.command("train")
+@click.argument("configs", nargs=-1, required=True, metavar="CONFIG...")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<config>-<time>).")
+@click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--no-test", is_flag=True, help="Skip the test-set evaluation and pictures at the end.")
+@click.option("--no-pictures", is_flag=True, help="Skip the pictures at the end.")
+@distributed_options
+def train_cmd(configs, sets, run_dir, print_config, no_test, no_pictures, **launch) -> None:
+    """Train from CONFIG files; evaluate the best checkpoint on the test split and draw pictures."""
+    from pathlib import Path
+
+    from rladder.core import distributed
+    from rladder.core.config import to_toml
+
+    config = load(configs, sets)
+    if print_config:
+        click.echo(to_toml(config), nl=False)
+        return
+    run_dir = Path(run_dir or _default_run_dir(configs))
+    worker = distributed.from_env() is not None
+    if not worker and ((run_dir / "checkpoints").exists() or (run_dir / "config.toml").exists()):
+        raise ConfigError(f"{run_dir} already holds a run; continue it with `rladder resume {run_dir}` or "
+                          f"choose another --run-dir")
+    if not worker:
+        click.echo(f"run folder: {run_dir}", err=True)
+    args = ["train", *configs, *[f"--set={s}" for s in sets], "--run-dir", str(run_dir)]
+    args += ["--no-test"] * no_test + ["--no-pictures"] * no_pictures
+    _run_training(config, run_dir, False, no_test, no_pictures, args, **launch)
+
+
+@cli.command("resume")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--no-test", is_flag=True, help="Skip the test-set evaluation and pictures at the end.")
+@click.option("--no-pictures", is_flag=True, help="Skip the pictures at the end.")
+@distributed_options
+def resume_cmd(run_dir, no_test, no_pictures, **launch) -> None:
+    """Continue a run from its last checkpoint (bit-identical on CPU), with as many processes as before."""
+    from rladder.core.runs import run_config
+
+    config = run_config(run_dir)
+    args = ["resume", str(run_dir)] + ["--no-test"] * no_test + ["--no-pictures"] * no_pictures
+    _run_training(config, run_dir, True, no_test, no_pictures, args, **launch)
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_cmd(run_dir, split, which, as_json) -> None:
+    """Evaluate a run's checkpoint on a split; writes RUN_DIR/eval-<split>.json."""
+    from rladder.core.evaluation import evaluate_run, format_results
+
+    results = evaluate_run(run_dir, split, which)
+    click.echo(json.dumps(results, indent=2) if as_json else
+               format_results(results, f"{split} ({results['checkpoint']} checkpoint, step {results['step']})"))
+
+
+@cli.command("predict")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help=".npy or .npz (key 'x') with inputs (N, T, *step) or one sequence (T, *step); uint8 or [0, 1].")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False),
+              help="Where to write predictions (.npz; default: next to the input).")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+def predict_cmd(run_dir, input_path, output_path, which) -> None:
+    """Run a trained model on new inputs; writes every head and every task's predictions."""
+    from rladder.core.predict import predict_file
+
+    out = predict_file(run_dir, input_path, output_path, which)
+    click.echo(f"predictions written to {out}")
+
+
+@cli.command("viz")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--split", default="test", show_default=True)
+@click.option("--samples", default=4, show_default=True, help="Sequences to draw.")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+def viz_cmd(run_dir, split, samples, which) -> None:
+    """Pictures: inputs, predictions and class beliefs per step (like the paper's Fig. 4), learning curves."""
+    from rladder.core.viz import write_pictures
+
+    for path in write_pictures(run_dir, split=split, samples=samples, which=which):
+        click.echo(f"picture: {path}")
+
+
+@cli.command("reproduce")
+@click.argument("name")
+@click.option("--budget", default="smoke", show_default=True, help="smoke (CI), cpu (2 cores) or paper (GPU).")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds per row.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/reproduce-NAME-BUDGET).")
+def reproduce_cmd(name, budget, seeds, out) -> None:
+    """Train every row of a paper table (recipes: `rladder list recipe`) and write results.md."""
+    from pathlib import Path
+
+    from rladder.core.reproduce import reproduce
+
+    path = reproduce(name, budget, seeds, Path(out or f"runs/reproduce-{name}-{budget}"),
+                     log=lambda m: click.echo(m, err=True))
+    click.echo(f"table written to {path}")
+
+
+@cli.group("data")
+def data_group() -> None:
+    """WebDataset shards of any registered dataset: build and verify."""
+
+
+@data_group.command("build")
+@click.argument("dataset")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the shards and manifest.json.")
+@click.option("--split", "splits", multiple=True, help="Split(s) to write (default: all of the dataset's).")
+@click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(1), help="Samples per shard.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="A dataset option, e.g. --set train=20000 (see `rladder describe dataset NAME`).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Take the dataset and its options from a run config's [data] section.")
+def data_build_cmd(dataset, out, splits, shard_size, sets, config_file) -> None:
+    """Write DATASET (a registry name) as shards with a manifest (counts, sha256 per shard)."""
+    from pathlib import Path
+
+    from rladder.core.config import apply_set, read_toml
+    from rladder.core.shards import build
+
+    table = dict(read_toml(config_file).get("data", {})) if config_file else {}
+    if table and table.get("name", dataset) != dataset:
+        raise ConfigError(f"--config names dataset {table.get('name')!r}, the command {dataset!r}")
+    table["name"] = dataset
+    for expr in sets:
+        table = apply_set(table, expr)
+    manifest = build(table, Path(out), splits or None, shard_size, log=lambda m: click.echo(m, err=True))
+    click.echo(f"shards written; manifest: {manifest}")
+
+
+@data_group.command("verify")
+@click.argument("folder", type=click.Path(file_okay=False))
+def data_verify_cmd(folder) -> None:
+    """Check every shard of FOLDER against its manifest (sha256, sample counts, keys)."""
+    from pathlib import Path
+
+    from rladder.core.shards import verify
+
+    manifest = verify(Path(folder), log=lambda m: click.echo(m, err=True))
+    total = sum(s["samples"] for s in manifest["splits"].values())
+    click.echo(f"ok: {manifest['dataset']}, {total} samples in "
+               f"{sum(len(s['shards']) for s in manifest['splits'].values())} shards match the manifest")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,7 +5,8 @@ Precedence (later wins), the one rule everywhere:
 Tables merge key by key; any other value (arrays included) is replaced whole. A `--set` value
 is read as a TOML value (`--set train.lr=2e-3`, `--set model.decoder=false`,
 `--set 'train.betas=[0.9, 0.99]'`); a bare word is a string (`--set data.name=synthetic`).
-List items are addressed by index (`--set model.levels.0.encoder.channels=16`).
+List items are addressed by index (`--set model.levels.0.encoder.channels=16`). A task set to
+false is removed (`--set tasks.predict=false`), which is how task ablations are written.
 
 A component is a table `{name = "<registry name>", <its options>}`; `resolve` checks every
 option against the component's attrs class and fills in the defaults, so the resolved config
@@ -57,7 +58,24 @@ class TrainConfig:
     best_metric: str = option("", help="Validation metric that picks the best checkpoint, e.g. "
                                        "'classify/error' (default: the total validation loss).")
     best_mode: Literal["min", "max"] = option("min", help="Whether a smaller or larger best_metric is better.")
-    num_workers: int = option(0, help="DataLoader worker processes.", validator=non_negative)
+    input_noise: float = option(0.0, help="Std of Gaussian noise added to the input x in training (the "
+                                          "corrupted path of denoising and mean-teacher students).",
+                                validator=non_negative)
+
+
+@attrs.frozen
+class LabelsConfig:
+    """Which training samples keep their labels (semi-supervised runs, `rladder.core.labels`)."""
+
+    count: int = option(0, help="Labelled training samples, class-balanced (0 = every sample is labelled).",
+                        validator=non_negative)
+    fraction: float = option(0.25, help="Share of each training batch that is labelled (when unlabeled = true).")
+    unlabeled: bool = option(True, help="Also train on the unlabelled samples (false: the labelled subset only).")
+    seed: int = option(0, help="Seed of the labelled subset.")
+
+    def __attrs_post_init__(self):
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"'fraction' must lie in [0, 1], got {self.fraction}")
 
 
 @attrs.frozen
@@ -72,6 +90,7 @@ class RunConfig:
     loader: dict[str, Any] = option(factory=lambda: {"name": "memory"}, help="How batches are made.",
                                     kind="loader")
     train: TrainConfig = option(factory=TrainConfig, help="Optimisation and bookkeeping.")
+    labels: LabelsConfig = option(factory=LabelsConfig, help="Labelled / unlabelled training data.")
     seed: int = option(0, help="Seed of model initialisation, data order and noise.")
 
 
@@ -160,9 +179,9 @@ def resolve(raw: Mapping[str, Any], registry: Registry | None = None) -> RunConf
     reg = registry or get_registry()
     raw = dict(raw)
     tasks = raw.get("tasks", {})
-    if isinstance(tasks, Mapping):
+    if isinstance(tasks, Mapping):  # `tasks.<label> = false` removes a task (task ablations in overlays)
         raw["tasks"] = {label: ({"name": label, **t} if isinstance(t, Mapping) and "name" not in t else t)
-                        for label, t in tasks.items()}
+                        for label, t in tasks.items() if t is not False}
     config = structure(RunConfig, raw, path="", what="the run config")
     return fill_components(config, reg)
 

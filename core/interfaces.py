@@ -107,10 +107,25 @@ class DataSpec:
 
 @attrs.frozen
 class Needs:
-    """What a task reads: model outputs (``"heads.frame"``, ``"encoder.3"``) and batch keys."""
+    """What a task reads: model outputs (``"heads.frame"``, ``"encoder.3"``) and batch keys.
+
+    ``supervised``: the task uses labels (it sees only labelled samples of a batch with a
+    ``label_mask``). ``noise``: the task is meaningless without input corruption
+    (``train.input_noise > 0``). Besides the dataset's keys, every training batch holds
+    ``x_uncorrupted``: the input before ``train.input_noise`` was added.
+    """
 
     outputs: tuple[str, ...] = ()
     batch: tuple[str, ...] = ()
+    supervised: bool = False
+    noise: bool = False
+
+
+@attrs.frozen
+class TaskOptions:
+    """Options every task has; a task's own options class derives from this one."""
+
+    weight: float = attrs.field(default=1.0, metadata={"help": "Weight of this cost in the total loss."})
 
 
 class Task(nn.Module, abc.ABC):
@@ -119,7 +134,8 @@ class Task(nn.Module, abc.ABC):
     Built as ``factory(options, spec=DataSpec, label=str)``. The training loss is
     ``sum(task.weight * task.loss(outputs, batch))`` over tasks. ``outputs`` maps names to
     ``(B, T, ...)`` tensors (``encoder.l``, ``decoder.l``, ``heads.<name>``); ``batch`` is the
-    dataset's batch dict. A task may own modules or state (a mean teacher owns an EMA copy of
+    dataset's batch dict. A batch may carry ``label_mask`` (B,) bool: supervised tasks then use
+    the labelled samples only, unsupervised tasks use all. A task may own modules or state (a mean teacher owns an EMA copy of
     the model); they are saved with checkpoints like any ``nn.Module`` state.
     """
 
@@ -146,8 +162,25 @@ class Task(nn.Module, abc.ABC):
     def reset_metrics(self) -> None:
         """Forget accumulated metrics."""
 
+    def bind(self, model: nn.Module) -> None:
+        """Called once with the built model, before any weights are loaded (a mean teacher copies it here)."""
+
+    def prepare(self, model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Called before the forward pass with the model and the batch; returns extra batch entries
+        (targets from extra no-grad passes: a clean pass, a teacher pass). Default: none."""
+        return {}
+
+    def extra_models(self) -> dict[str, nn.Module]:
+        """Other models to evaluate with every task, by name (a mean teacher returns its teacher)."""
+        return {}
+
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step (a mean teacher updates its EMA here)."""
+
+    def predictions(self, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Human-facing predictions for `rladder predict` and pictures, e.g. ``{"next_frame": (B,T,C,H,W)
+        in [0,1]}`` or ``{"class_probs": (B,T,K)}`` (default: none)."""
+        return {}
 
 
 class Dataset(abc.ABC):
@@ -182,7 +215,9 @@ class Dataset(abc.ABC):
 class Loader(abc.ABC):
     """Batches of one split of a dataset, as model batches (``dataset.to_batch`` applied), on CPU.
 
-    Built as ``factory(options, dataset=, split=, batch_size=, train=, seed=, rank=, world=)``.
+    Built as ``factory(options, dataset=, split=, batch_size=, train=, seed=, rank=, world=, labels=,
+    data_config=, device=)``: ``labels`` is a ``LabelPlan`` or None (semi-supervised runs),
+    ``data_config`` the resolved ``[data]`` table, ``device`` the training device.
     ``batch_size`` is the global batch; with ``world`` processes each yields its
     ``batch_size // world`` share of every global batch, so the data order does not depend on
     the number of processes. A training loader repeats forever, reshuffling every epoch from

@@ -50,8 +50,12 @@ def norm(kind: Norm, channels: int, rank: int, groups: int = 1, affine: bool = T
 
 
 def default_groups(channels: int) -> int:
-    """Groups for a plain layer's GroupNorm: 8 when possible, else the largest divisor <= 8."""
-    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+    """Groups for a plain layer's GroupNorm: at most 8, with at least 8 channels in each group.
+
+    Few channels per group turn GroupNorm into instance norm, which on sparse (occluded) maps
+    throws away how much of a pattern is present; with 8+ channels per group it does not.
+    """
+    return next(g for g in (8, 4, 2, 1) if channels % g == 0 and channels // g >= 8 or g == 1)
 
 
 def activation(name: Activation) -> nn.Module:

@@ -1,51 +1,102 @@
 """The in-memory loader: a split held as tensors, batched by index (no per-sample Python).
 
-Training: an endless sequence of epochs, each a permutation drawn from a torch.Generator
-seeded by (seed, epoch); the last incomplete batch of an epoch is dropped. With ``world``
-processes, rank r takes rows [r*b, (r+1)*b) of every global batch (b = batch_size // world),
-so the union over ranks is exactly the 1-process batch. Evaluation: one ordered pass; ranks
-take interleaved batches (the last may be short).
+Training: an endless sequence of epochs, each a permutation drawn from a torch.Generator seeded
+by (seed, stream, epoch); the last incomplete batch of an epoch is dropped. With a LabelPlan
+(semi-supervised runs) there are two such streams, labelled and unlabelled, and every global
+batch takes ``labeled_per_batch`` samples from the first and the rest from the second, with a
+``label_mask``. With ``world`` processes, rank r takes its share of every global batch
+(labelled and unlabelled alike), so the union over ranks is exactly the 1-process batch.
+Evaluation: one ordered pass; ranks take interleaved batches (the last may be short).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
+import numpy as np
 import torch
 
 from rladder.core import Dataset, Loader
-from rladder.registry import Component, ConfigError, hookimpl
+from rladder.core.labels import LabelPlan
+from rladder.registry import Component, ConfigError, hookimpl, option
 
 
 @attrs.frozen
 class MemoryOptions:
-    """The in-memory loader takes no options."""
+    placement: Literal["cpu", "device"] = option(
+        "cpu", help="Where the split is held: cpu, or the training device (a GPU: no copies, no data wait).")
+
+
+class _Stream:
+    """Endless reshuffled passes over ``indices``; position kept for exact resume."""
+
+    def __init__(self, indices: torch.Tensor, seed: int):
+        self.indices, self.seed = indices, seed
+        self.epoch, self.position = 0, 0
+        self._order = None
+
+    def take(self, n: int) -> torch.Tensor:
+        if n == 0:
+            return self.indices[:0]
+        if self.position + n > len(self.indices):      # drop the incomplete rest, start a new epoch
+            self.epoch, self.position, self._order = self.epoch + 1, 0, None
+        if self._order is None:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            self._order = self.indices[torch.randperm(len(self.indices), generator=gen)]
+        out = self._order[self.position:self.position + n]
+        self.position += n
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load(self, state: Mapping[str, int]) -> None:
+        self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None
 
 
 class MemoryLoader(Loader):
     def __init__(self, options: MemoryOptions, *, dataset: Dataset, split: str, batch_size: int,
-                 train: bool, seed: int = 0, rank: int = 0, world: int = 1):
+                 train: bool, seed: int = 0, rank: int = 0, world: int = 1, labels: LabelPlan | None = None,
+                 data_config=None, device: torch.device | str = "cpu"):
         if batch_size % world:
             raise ConfigError(f"train.batch_size = {batch_size} is not divisible by the {world} processes")
-        self.dataset, self.train, self.seed = dataset, train, seed
-        self.rank, self.world = rank, world
+        self.dataset, self.train, self.rank, self.world = dataset, train, rank, world
         self.global_batch, self.local_batch = batch_size, batch_size // world
-        self.data = {k: torch.from_numpy(v) for k, v in dataset.arrays(split).items()}
+        where = torch.device(device) if options.placement == "device" else torch.device("cpu")
+        self.data = {k: torch.from_numpy(np.ascontiguousarray(v)).to(where) for k, v in dataset.arrays(split).items()}
         self.n = len(next(iter(self.data.values())))
-        if train and self.n < batch_size:
-            raise ConfigError(f"the {split!r} split has {self.n} samples, fewer than one batch of {batch_size}; "
-                              f"lower train.batch_size or use more data")
-        self.epoch, self.position = 0, 0
+        self.labels = labels if train else None
+        if self.labels is None:
+            self.n_labeled = batch_size if train else 0
+            self.streams = [_Stream(torch.arange(self.n), seed)]
+        else:
+            labeled = torch.from_numpy(self.labels.labeled)
+            self.n_labeled = self.labels.labeled_per_batch(batch_size, world)
+            self.streams = [_Stream(labeled, seed)]
+            if self.labels.use_unlabeled:
+                mask = torch.ones(self.n, dtype=torch.bool)
+                mask[labeled] = False
+                self.streams.append(_Stream(torch.nonzero(mask).flatten(), seed + 1))
+        if train:
+            pool = len(self.streams[0].indices)
+            if pool < self.n_labeled or (len(self.streams) > 1 and len(self.streams[1].indices) < batch_size - self.n_labeled):
+                raise ConfigError(f"the {split!r} split is too small for a batch of {batch_size} "
+                                  f"({pool} samples in the first stream); lower train.batch_size or use more data")
 
     def __len__(self) -> int:
-        if self.train:
-            return self.n // self.global_batch
+        if self.train:   # batches until the largest stream starts a new epoch
+            per_batch = self.global_batch - self.n_labeled if len(self.streams) > 1 else self.global_batch
+            return len(self.streams[-1].indices) // per_batch
         return len(range(self.rank, -(-self.n // self.local_batch), self.world))
 
-    def _take(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.dataset.to_batch({k: v[idx] for k, v in self.data.items()})
+    def _take(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        idx = idx.to(next(iter(self.data.values())).device)
+        batch = self.dataset.to_batch({k: v[idx] for k, v in self.data.items()})
+        if mask is not None:
+            batch["label_mask"] = mask
+        return batch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if not self.train:
@@ -53,23 +104,28 @@ class MemoryLoader(Loader):
                 yield self._take(torch.arange(start, min(start + self.local_batch, self.n)))
             return
         while True:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.n, generator=gen)
-            per_epoch = self.n // self.global_batch
-            while self.position < per_epoch:
-                start = self.position * self.global_batch + self.rank * self.local_batch
-                self.position += 1
-                yield self._take(order[start:start + self.local_batch])
-            self.epoch, self.position = self.epoch + 1, 0
+            if self.labels is None or len(self.streams) == 1:
+                idx = self.streams[0].take(self.global_batch)
+                idx = idx[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
+                mask = None if self.labels is None else torch.ones(len(idx), dtype=torch.bool, device=idx.device)
+                yield self._take(idx, mask)
+                continue
+            lab = self.streams[0].take(self.n_labeled)
+            unl = self.streams[1].take(self.global_batch - self.n_labeled)
+            nl, nu = self.n_labeled // self.world, (self.global_batch - self.n_labeled) // self.world
+            idx = torch.cat([lab[self.rank * nl:(self.rank + 1) * nl], unl[self.rank * nu:(self.rank + 1) * nu]])
+            mask = torch.cat([torch.ones(nl, dtype=torch.bool), torch.zeros(nu, dtype=torch.bool)]).to(idx.device)
+            yield self._take(idx, mask)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"streams": [s.state() for s in self.streams]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        for stream, s in zip(self.streams, state["streams"]):
+            stream.load(s)
 
 
 @hookimpl
 def rladder_components():
     return [Component("loader", "memory", MemoryLoader, MemoryOptions,
-                      "Whole split in memory, batched by index; seeded per-epoch shuffling.")]
+                      "Whole split in memory, batched by index; seeded shuffling; labelled/unlabelled mixing.")]

@@ -24,7 +24,7 @@ from . import hookspecs
 from .errors import ConfigError, DuplicateComponentError, OptionError, UnknownComponentError, near_matches
 from .options import describe, structure, unstructure
 
-KINDS = ("encoder_cell", "decoder_cell", "task", "dataset", "model", "loader")
+KINDS = ("encoder_cell", "decoder_cell", "task", "dataset", "model", "loader", "recipe")
 GROUP = hookspecs.PROJECT
 BUILTIN_DIST = "rladder"
 ALLOW_ENV, BLOCK_ENV = "RLADDER_PLUGINS", "RLADDER_DISABLE_PLUGINS"

@@ -1,0 +1,72 @@
+"""Multi-process training with torch.distributed (DDP): launching, joining, and small collectives.
+
+`rladder train CONFIG --nproc N` starts N worker processes through torch.distributed's own
+launcher (the engine of `torchrun`); `torchrun --nproc-per-node N -m rladder.core train CONFIG`
+does the same. A worker finds RANK, WORLD_SIZE and LOCAL_RANK in its environment, joins the
+process group (gloo on CPU, NCCL on GPU) and trains its share of every batch. If a worker dies,
+the launcher stops the others and the run fails with an error naming the rank; collectives time
+out after RLADDER_DIST_TIMEOUT seconds (default 300) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as torch_dist
+
+from rladder.registry import RladderError
+
+from .distributed_ops import all_true, any_true  # noqa: F401 - re-exported
+from .train import Dist
+
+
+class WorkerFailed(RladderError):
+    """A worker process of a multi-process run failed."""
+
+
+def from_env() -> Dist | None:
+    """The Dist of this process when a launcher started it with WORLD_SIZE > 1, else None."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    return Dist(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def join(dist: Dist, device: str = "auto") -> None:
+    """Join the process group: NCCL when this run trains on CUDA, else gloo."""
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(dist.local_rank)
+    timeout = datetime.timedelta(seconds=float(os.environ.get("RLADDER_DIST_TIMEOUT", "300")))
+    torch_dist.init_process_group("nccl" if use_cuda else "gloo", rank=dist.rank, world_size=dist.world,
+                                  timeout=timeout)
+
+
+def leave() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def launch(worker_args: Sequence[str], nproc: int, nnodes: int = 1, node_rank: int = 0,
+           master_addr: str = "127.0.0.1", master_port: int | None = None) -> None:
+    """Run ``python -m rladder.core <worker_args>`` in ``nproc`` processes on this node."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = ["--nproc-per-node", str(nproc), "--nnodes", str(nnodes), "--monitor-interval", "0.5"]
+    if nnodes == 1 and master_port is None:
+        args.append("--standalone")
+    else:
+        args += ["--node-rank", str(node_rank), "--master-addr", master_addr,
+                 "--master-port", str(master_port or 29500)]
+    args += ["-m", "rladder.core", *worker_args]
+    try:
+        run(get_args_parser().parse_args(args))
+    except ChildFailedError as exc:
+        failures = "; ".join(f"rank {f.rank} exited with {f.exitcode}" + (f" ({f.message})" if f.message else "")
+                             for f in exc.failures.values())
+        raise WorkerFailed(f"a worker process failed, so the run stopped: {failures}. The other workers were "
+                           f"stopped; the last checkpoint written is kept.") from None

@@ -1,0 +1,516 @@
+"""Training: Adam with a schedule, clipping, AMP on GPU, validation, atomic checkpoints, exact resume.
+
+A run lives in a folder::
+
+    RUN_DIR/config.toml          the resolved config (every default filled in)
+    RUN_DIR/meta.json            rladder, torch and plugin versions, the command, the device
+    RUN_DIR/metrics.jsonl        one JSON object per log line (train) and per validation (val)
+    RUN_DIR/checkpoints/last.pt  everything needed to resume (written every train.checkpoint_every steps)
+    RUN_DIR/checkpoints/best.pt  the weights with the best validation value
+    RUN_DIR/eval-<split>.json    results of `rladder eval` (and of the test pass at the end of training)
+
+`resume`, `eval`, `predict` and `viz` need nothing but this folder. On CPU a resumed run is
+bit-identical to an uninterrupted one: the data order, every RNG and the optimizer state are
+restored. Ctrl-C saves a checkpoint and stops; a NaN or inf loss stops the run and keeps the last
+good checkpoint. With several processes (torchrun) only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from rladder.registry import ConfigError, Registry, RladderError, get_registry, plugin_versions
+
+from . import checkpoint
+from .assemble import Run, build_run
+from .config import RunConfig, to_dict, to_toml
+from .distributed_ops import all_true, any_true
+from .interfaces import Loader, to_device
+from .labels import LabelPlan, plan as label_plan
+from .objective import corrupt, model_outputs, needed_outputs, prepare, total_loss
+
+
+class TrainingStopped(RladderError):
+    """The run stopped early (NaN/inf loss); the last good checkpoint is kept."""
+
+
+class Interrupted(RladderError):
+    """Ctrl-C: a checkpoint was saved; `rladder resume` continues."""
+
+    exit_code = 130
+
+
+@attrs.frozen
+class Dist:
+    """Where this process sits in a multi-process run (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def rladder_version() -> str:
+    from importlib.metadata import version
+    return version("rladder")
+
+
+def pick_device(name: str, dist: Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.world > 1:
+        name = f"cuda:{dist.local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r} but this machine has no usable CUDA device; use 'auto' or 'cpu'")
+    return device
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if name == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision = 'fp16' needs a GPU; use 'fp32' or 'bf16' on CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def lr_factor(step: int, cfg) -> float:
+    """Multiplier of train.lr after ``step`` optimizer steps: warm-up, then the schedule."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+    start = cfg.decay_start * cfg.steps                    # linear_decay: Ladder style, to 0 at the end
+    if step < start:
+        return 1.0
+    return max(0.0, (cfg.steps - step) / max(1.0, cfg.steps - start))
+
+
+def make_loader(run: Run, config: RunConfig, split: str, train: bool, dist: Dist,
+                registry: Registry | None = None, batch_size: int | None = None,
+                labels: LabelPlan | None = None, device: torch.device | str = "cpu") -> Loader:
+    reg = registry or get_registry()
+    return reg.build("loader", config.loader, path="loader", dataset=run.dataset, split=split,
+                     batch_size=batch_size or config.train.batch_size, train=train, seed=config.seed,
+                     rank=dist.rank, world=dist.world, labels=labels, data_config=config.data, device=device)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, tasks: Mapping[str, Any], spec, loader: Loader, device: torch.device,
+             autocast_dtype: torch.dtype | None = None, max_batches: int = 0) -> dict[str, float]:
+    """Mean total loss, mean cost per task and every task metric over (part of) a split."""
+    was_training = model.training
+    model.eval()
+    for task in tasks.values():
+        task.reset_metrics()
+    keep = needed_outputs(tasks)
+    sums: dict[str, torch.Tensor] = {}
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for i, batch in enumerate(loader):
+            if max_batches and i >= max_batches:
+                break
+            batch = to_device(batch, device, non_blocking=True)
+            with _autocast(device, autocast_dtype):
+                batch = prepare(tasks, model, batch)
+                outputs = model_outputs(model, batch, spec, keep)
+                loss, parts = total_loss(tasks, outputs, batch)
+            n = len(batch["x"])
+            for key, value in {"loss": loss.detach(), **{f"{k}/loss": v for k, v in parts.items()}}.items():
+                sums[key] = sums.get(key, 0) + value.double() * n
+            count += n
+            for task in tasks.values():
+                task.update_metrics(outputs, batch)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for key in sorted(sums):
+            torch.distributed.all_reduce(sums[key])
+        torch.distributed.all_reduce(count)
+    result = {k: float(v / count.clamp(min=1)) for k, v in sums.items()}
+    for label, task in tasks.items():
+        result.update({f"{label}/{k}": v for k, v in task.compute_metrics().items()})
+    model.train(was_training)
+    return result
+
+
+def evaluate_all(model: nn.Module, tasks: Mapping[str, Any], spec, loader: Loader, device: torch.device,
+                 autocast_dtype: torch.dtype | None = None, max_batches: int = 0) -> dict[str, float]:
+    """``evaluate`` for the model and for every extra model a task offers (a mean teacher's teacher),
+    whose results are named ``<task>/<model>/<metric>``."""
+    results = evaluate(model, tasks, spec, loader, device, autocast_dtype, max_batches)
+    for label, task in tasks.items():
+        for name, extra in task.extra_models().items():
+            more = evaluate(extra, tasks, spec, loader, device, autocast_dtype, max_batches)
+            results.update({f"{label}/{name}/{k}": v for k, v in more.items()})
+    return results
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Trainer:
+    """Trains the run described by a resolved config, in ``run_dir`` (see module docstring)."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, *, resume: bool = False, dist: Dist = Dist(),
+                 registry: Registry | None = None, progress: bool | None = None, log=None):
+        self.config, self.run_dir, self.dist = config, Path(run_dir), dist
+        self.registry = registry or get_registry()
+        self.cfg = cfg = config.train
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        if cfg.batch_size % dist.world:
+            raise ConfigError(f"train.batch_size = {cfg.batch_size} must be divisible by the {dist.world} processes")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device, dist)
+        self.amp = pick_precision(cfg.precision, self.device)
+        self.run = build_run(config, self.registry)                 # seeds the model init with config.seed
+        self.model = self.run.model.to(self.device)
+        if cfg.channels_last:
+            if len(self.run.spec.step_shape) != 3:
+                raise ConfigError("train.channels_last applies to 2-D (video) models only")
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.tasks = nn.ModuleDict(self.run.tasks).to(self.device)
+        params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
+        kind = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
+        self.optimizer = kind(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.keep = needed_outputs(self.tasks)
+        self.forward_model = self._wrap(self.model)
+        needs = {label: task.needs() for label, task in self.tasks.items()}
+        noisy = [label for label, n in needs.items() if n.noise]
+        if noisy and cfg.input_noise == 0:
+            raise ConfigError(f"tasks.{noisy[0]} needs a corrupted input: set train.input_noise > 0 (for example 0.2)")
+        self.labels = label_plan(config, self.run.dataset, any(n.supervised for n in needs.values()),
+                                 self.run_dir if dist.main else None, write=not resume)
+        self.step = 0
+        self.best: dict[str, Any] = {"metric": cfg.best_metric or "loss", "value": None, "step": None}
+        self.train_loader = make_loader(self.run, config, "train", True, dist, self.registry, labels=self.labels,
+                                        device=self.device)
+        self._val_loader: Loader | None = None
+        self._stop_requested = False
+        fault = os.environ.get("RLADDER_FAULT", "")   # "RANK:STEP": that process dies there (tests)
+        self._fault = tuple(map(int, fault.split(":"))) if fault else None
+        if resume:
+            self._restore(checkpoint.load(self.last_path))
+        else:
+            torch.manual_seed(config.seed * 7919 + 1 + dist.rank)   # noise during training, per process
+            random.seed(config.seed)
+
+    # ------------------------------------------------------------------ paths and files
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        wrapped = model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            heads = getattr(model, "heads", {})
+            unused = any(f"heads.{h}" not in self.keep for h in heads)
+            wrapped = DDP(model, device_ids=ids, find_unused_parameters=unused)
+        if self.cfg.compile:
+            wrapped = torch.compile(wrapped)
+        return wrapped
+
+    def _write_run_files(self) -> None:
+        if not self.dist.main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.toml").write_text(to_toml(self.config))
+        meta = {"rladder": rladder_version(), "torch": torch.__version__, "plugins": plugin_versions(self.registry),
+                "command": sys.argv, "device": str(self.device), "processes": self.dist.world,
+                "precision": str(self.amp or "fp32"), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        (self.run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    def _metrics(self, record: dict[str, Any]) -> None:
+        if self.dist.main:
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "tasks": self.tasks.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "loader": self.train_loader.state_dict(),
+            "world": self.dist.world,
+            "best": dict(self.best),
+            "config": to_dict(self.config),
+            "plugins": plugin_versions(self.registry),
+            "rladder": rladder_version(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.dist.main:
+            checkpoint.save(self.last_path, self._payload())
+
+    def _save_best(self, value: float) -> None:
+        self.best.update(value=value, step=self.step)
+        if self.dist.main:
+            checkpoint.save(self.best_path, {"step": self.step, "model": self.model.state_dict(),
+                                             "tasks": self.tasks.state_dict(), "best": dict(self.best),
+                                             "config": to_dict(self.config)})
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        if int(state.get("world", 1)) != self.dist.world:
+            raise ConfigError(f"{self.last_path} was written by a run with {state.get('world', 1)} process(es); "
+                              f"resume it with the same number (--nproc {state.get('world', 1)}), not {self.dist.world}")
+        self.model.load_state_dict(state["model"])
+        self.tasks.load_state_dict(state["tasks"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.train_loader.load_state_dict(state["loader"])
+        self.step, self.best = int(state["step"]), dict(state["best"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(_as_tuple(state["rng"]["python"]))
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self._truncate_metrics()
+
+    def _truncate_metrics(self) -> None:
+        """Drop log lines written after the checkpoint by a run that died before its next one."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.dist.main or not path.is_file():
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+        tmp = path.with_suffix(".jsonl.part")
+        tmp.write_text("".join(ln + "\n" for ln in lines))
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ the loop
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        return iter(self.train_loader)
+
+    def val_loader(self) -> Loader:
+        if self._val_loader is None:
+            self._val_loader = make_loader(self.run, self.config, "val", False, self.dist, self.registry,
+                                           device=self.device)
+        return self._val_loader
+
+    def validate(self) -> dict[str, float]:
+        return evaluate_all(self.model, self.tasks, self.run.spec, self.val_loader(), self.device, self.amp,
+                            self.cfg.eval_batches)
+
+    def fit(self) -> dict[str, Any]:
+        """Train up to train.steps; returns the last validation results."""
+        cfg = self.cfg
+        if self.step == 0:
+            self._write_run_files()
+        elif self.dist.main:
+            meta = json.loads((self.run_dir / "meta.json").read_text())
+            meta.setdefault("resumed", []).append({"step": self.step, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
+            (self.run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if self.step >= cfg.steps:
+            self.log(f"nothing to do: the run is at step {self.step} of {cfg.steps}")
+            return {}
+        previous = self._install_interrupt_handler()
+        bar = self._progress_bar()
+        batches = self._batches()
+        self.model.train()
+        interval = _Interval()
+        val: dict[str, float] = {}
+        try:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                batch = to_device(next(batches), self.device, non_blocking=True)
+                t_data = time.perf_counter() - t0
+                loss, parts = self._train_step(batch)
+                self.step += 1
+                interval.add(loss, parts, len(batch["x"]) * self.dist.world, t_data, time.perf_counter() - t0)
+                if self._fault and self._fault == (self.dist.rank, self.step):
+                    os._exit(3)
+                check_now = self.device.type == "cpu" or self.step % cfg.log_every == 0 or \
+                    self.step % cfg.eval_every == 0 or self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+                if check_now and not all_true(interval.finite(), self.device):
+                    raise TrainingStopped(self._nonfinite_message(interval))
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    record = interval.record(self.step, self.scheduler.get_last_lr()[0], self.dist.world)
+                    self._metrics(record)
+                    self._report(bar, record)
+                    interval = _Interval()
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    val = self._validate_and_track()
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+                if bar is not None:
+                    bar.update(1)
+                if (self._stop_requested if self.dist.world == 1 else any_true(self._stop_requested, self.device)):
+                    self.save_checkpoint()
+                    raise Interrupted(f"interrupted at step {self.step}; checkpoint saved in {self.last_path}. "
+                                      f"Continue with: rladder resume {self.run_dir}")
+        finally:
+            if bar is not None:
+                bar.close()
+            self._restore_interrupt_handler(previous)
+        return val
+
+    def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        batch = corrupt(batch, self.cfg.input_noise)
+        with _autocast(self.device, self.amp):
+            batch = prepare(self.tasks, self.model, batch)
+            outputs = model_outputs(self.forward_model, batch, self.run.spec, self.keep)
+            loss, parts = total_loss(self.tasks, outputs, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.cfg.clip_grad_norm:
+            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                     self.cfg.clip_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        for task in self.tasks.values():
+            task.after_optimizer_step(self.model, self.step + 1)
+        return loss.detach(), parts
+
+    def _nonfinite_message(self, interval: _Interval) -> str:
+        bad = [k for k, v in interval.parts.items() if not torch.isfinite(v).all()]
+        where = f" (tasks: {', '.join(bad)})" if bad else ""
+        kept = f"the last good checkpoint is {self.last_path}" if self.last_path.is_file() else \
+            "no checkpoint had been written yet"
+        return (f"the loss became NaN or inf by step {self.step}{where}; training stopped and {kept}. "
+                f"Lower train.lr, keep train.clip_grad_norm > 0, or check the data for NaN values.")
+
+    def _validate_and_track(self) -> dict[str, float]:
+        val = self.validate()
+        self._metrics({"step": self.step, "split": "val", **val})
+        key = self.best["metric"]
+        if key not in val:
+            raise ConfigError(f"train.best_metric = {key!r} is not a validation metric; available: "
+                              f"{', '.join(sorted(val))}")
+        value, old = val[key], self.best["value"]
+        better = old is None or (value < old if self.cfg.best_mode == "min" else value > old)
+        if better and math.isfinite(value):
+            self._save_best(value)
+        self.log(f"step {self.step}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(val.items())
+                                                            if "/error_t" not in k))
+        return val
+
+    # ------------------------------------------------------------------ progress and Ctrl-C
+    def _progress_bar(self):
+        if not (self.progress and self.dist.main):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=self.cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                    file=sys.stderr)
+
+    def _report(self, bar, record: Mapping[str, Any]) -> None:
+        if not self.dist.main:
+            return
+        if bar is not None:
+            bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{record['samples_per_s']:.0f}", refresh=False)
+            return
+        done = self.step / self.cfg.steps
+        eta = (self.cfg.steps - self.step) * record["seconds_per_step"]
+        self.log(f"step {self.step}/{self.cfg.steps} ({100 * done:.0f}%) loss {record['loss']:.4g} "
+                 f"{record['samples_per_s']:.0f} samples/s, data wait {100 * record['data_wait']:.1f}%, "
+                 f"ETA {_duration(eta)}")
+
+    def _install_interrupt_handler(self):
+        if not hasattr(signal, "SIGINT") or _not_main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.log("Ctrl-C: finishing this step and saving a checkpoint (press again to abort without saving)")
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_interrupt_handler(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Interval:
+    """Sums over a log interval: loss, task costs, samples, time, time waiting for data."""
+
+    def __init__(self):
+        self.loss = torch.zeros(())
+        self.parts: dict[str, torch.Tensor] = {}
+        self.steps = self.samples = 0
+        self.data = self.total = 0.0
+
+    def add(self, loss, parts, samples, t_data, t_total):
+        self.loss = self.loss.to(loss.device) + loss.float()
+        for k, v in parts.items():
+            self.parts[k] = self.parts.get(k, 0) + v.float()
+        self.steps += 1
+        self.samples += samples
+        self.data += t_data
+        self.total += t_total
+
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.loss))
+
+    def record(self, step: int, lr: float, world: int = 1) -> dict[str, Any]:
+        """Averages over the interval (and over processes: every process calls this at the same step)."""
+        n = max(self.steps, 1)
+        keys = sorted(self.parts)
+        sums = torch.stack([self.loss.float(), *[self.parts[k].float().reshape(()) for k in keys]])
+        if world > 1:
+            torch.distributed.all_reduce(sums)
+            sums = sums / world
+        return {"step": step, "split": "train", "loss": float(sums[0]) / n,
+                **{f"{k}/loss": float(v) / n for k, v in zip(keys, sums[1:])},
+                "lr": lr, "samples_per_s": self.samples / max(self.total, 1e-9),
+                "seconds_per_step": self.total / n, "data_wait": self.data / max(self.total, 1e-9)}
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _not_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is not threading.main_thread()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"

@@ -1,0 +1,188 @@
+"""Sharded loading with webdataset: shards built by `rladder data build`, local or remote.
+
+``shards`` is a folder, or any location webdataset can open (``https://host/omm``,
+``pipe:aws s3 cp s3://bucket/omm/{} -``: ``{}`` stands for the file name), holding
+``manifest.json`` and the ``<split>-NNNNNN.tar`` files.
+
+Training, ``mode = "resampled"`` (the default, for multi-process training): every process and
+worker draws shards at random with replacement (seeded by seed, rank, worker and epoch), mixes
+samples in a shuffle buffer, and makes exactly ``steps_per_epoch`` batches per epoch, so every
+process runs the same number of steps and no collective waits for a process that ran dry.
+``mode = "ordered"``: every process reads all shards in order and takes its slice of each
+global batch, exactly like the in-memory loader (no shuffling); the data order does not depend
+on the number of processes (for equivalence checks and debugging; single worker).
+Evaluation: one ordered pass, shards split across processes and workers.
+
+A truncated or corrupt shard raises an error naming it; ``on_error = "warn"`` warns and skips
+the rest of that shard instead. Batches are decoded from ``.npy`` members (no pickles) and
+turned into model batches by the dataset's ``to_batch``, so they equal in-memory batches.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import sys
+from collections.abc import Iterator, Mapping
+from itertools import islice
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+import webdataset as wds
+
+from rladder.core import Dataset, Loader
+from rladder.core.shards import location, read_manifest
+from rladder.registry import Component, ConfigError, DataError, hookimpl, option
+from rladder.registry.options import non_negative
+
+
+@attrs.frozen
+class WebDatasetOptions:
+    shards: str = option(help="Folder or URL of the shards (with manifest.json); '{}' stands for a file name.")
+    mode: Literal["resampled", "ordered"] = option("resampled", help="Training order (see `rladder describe`).")
+    shuffle_buffer: int = option(1000, help="Samples in the shuffle buffer (resampled mode).", validator=non_negative)
+    workers: int = option(0, help="DataLoader worker processes per training process.", validator=non_negative)
+    steps_per_epoch: int = option(0, help="Batches per epoch and process (0 = samples / global batch).",
+                                  validator=non_negative)
+    on_error: Literal["raise", "warn"] = option("raise", help="A bad shard: raise an error, or warn and skip it.")
+
+
+def _decode(sample: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {k[:-4]: np.load(io.BytesIO(v), allow_pickle=False) for k, v in sample.items() if k.endswith(".npy")}
+
+
+class WebDatasetLoader(Loader):
+    def __init__(self, options: WebDatasetOptions, *, dataset: Dataset, split: str, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world: int = 1, labels=None, data_config=None,
+                 device: torch.device | str = "cpu"):
+        o = self.o = options
+        if labels is not None:
+            raise ConfigError("loader.name = 'webdataset' cannot mix labelled and unlabelled samples per batch; "
+                              "use the memory loader for runs with labels.count > 0")
+        if batch_size % world:
+            raise ConfigError(f"train.batch_size = {batch_size} is not divisible by the {world} processes")
+        manifest = read_manifest(o.shards)
+        if data_config is not None and manifest["options"] != dict(data_config):
+            raise ConfigError(f"loader.shards = {o.shards!r} holds {manifest['dataset']} built with other options "
+                              f"than the config's [data] section; rebuild the shards or copy the manifest's options "
+                              f"({manifest['options']}) into [data]")
+        if split not in manifest["splits"]:
+            raise ConfigError(f"{o.shards} has no {split!r} split (it has {', '.join(manifest['splits'])})")
+        info = manifest["splits"][split]
+        self.urls = [location(o.shards, s["name"]) for s in info["shards"]]
+        self.samples = info["samples"]
+        self.dataset, self.train, self.seed, self.rank, self.world = dataset, train, seed, rank, world
+        self.global_batch, self.local_batch = batch_size, batch_size // world
+        self.pin_memory = torch.device(device).type == "cuda"
+        if train and o.mode == "ordered" and o.workers > 1:
+            raise ConfigError("loader.mode = 'ordered' reads shards in one order; use loader.workers = 0 or 1")
+        readers = world * max(1, o.workers)
+        if len(self.urls) < readers and (not train or o.mode == "resampled"):
+            raise ConfigError(
+                f"{o.shards} has {len(self.urls)} {split} shard(s) for {world} process(es) x {max(1, o.workers)} "
+                f"worker(s) = {readers} readers; each reader needs at least one shard. Rebuild with a smaller "
+                f"--shard-size (at most {max(1, self.samples // readers)}) or use fewer workers or processes.")
+        self.per_epoch = o.steps_per_epoch or max(1, self.samples // batch_size)
+        self.epoch, self.position = 0, 0
+
+    def __len__(self) -> int:
+        if self.train:
+            return self.per_epoch
+        return len(range(self.rank, -(-self.samples // self.local_batch), self.world))
+
+    # ------------------------------------------------------------------ pipelines
+    def _handler(self, exn: Exception) -> bool:
+        shard = next((a for a in reversed(getattr(exn, "args", ())) if isinstance(a, str) and a in self.urls), None)
+        where = f"shard {shard}" if shard else "a shard"
+        if self.o.on_error == "warn":
+            print(f"warning: skipping the rest of {where}: {exn}", file=sys.stderr)
+            return True
+        raise DataError(f"{where} is truncated or corrupt ({type(exn).__name__}: {exn}); run "
+                        f"`rladder data verify` on the shard folder, or set loader.on_error = 'warn' to skip it")
+
+    def _worker(self) -> tuple[int, int]:
+        info = torch.utils.data.get_worker_info()
+        return (info.id, info.num_workers) if info else (0, 1)
+
+    def _split(self, src):
+        wid, nw = self._worker()
+        yield from islice(islice(src, self.rank, None, self.world), wid, None, nw)
+
+    def _samples(self) -> wds.DataPipeline:
+        return wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self._handler),
+                                wds.map(_decode))
+
+    def _pipeline(self) -> wds.DataPipeline:
+        collate = self._collate
+        if not self.train:
+            return wds.DataPipeline(wds.SimpleShardList(self.urls), self._split,
+                                    wds.tarfile_to_samples(handler=self._handler), wds.map(_decode),
+                                    wds.batched(self.local_batch, collation_fn=collate, partial=True))
+        rank = self.rank
+
+        def worker_seed():
+            return rank * 1000 + self._worker()[0]
+
+        shards = wds.ResampledShards(self.urls, seed=self.seed * 1_000_003 + self.epoch, worker_seed=worker_seed,
+                                     deterministic=True)
+        return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=self._handler),
+                                wds.shuffle(self.o.shuffle_buffer, initial=min(100, self.o.shuffle_buffer),
+                                            rng=random.Random(self.seed * 7 + rank * 1000 + self.epoch)),
+                                wds.map(_decode), wds.batched(self.local_batch, collation_fn=collate, partial=False))
+
+    def _collate(self, samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        stored = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0] if not k.startswith("__")}
+        return self.dataset.to_batch(stored)
+
+    def _loader(self, pipeline, workers: int):
+        return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=workers,
+                                           pin_memory=self.pin_memory)
+
+    # ------------------------------------------------------------------ iteration
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if not self.train:
+            yield from self._loader(self._pipeline(), self.o.workers)
+            return
+        if self.o.mode == "ordered":
+            yield from self._ordered()
+            return
+        while True:
+            workers = self.o.workers
+            per_worker = -(-self.per_epoch // max(1, workers))
+            pipeline = self._pipeline().with_epoch(nbatches=per_worker)
+            for batch in islice(self._loader(pipeline, workers), self.per_epoch - self.position):
+                self.position += 1
+                yield batch
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def _ordered(self) -> Iterator[dict[str, torch.Tensor]]:
+        lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
+        while True:
+            samples = self._samples()
+            buffer: list[dict[str, np.ndarray]] = []
+            done = 0
+            for sample in samples:
+                buffer.append(sample)
+                if len(buffer) == self.global_batch:
+                    if done >= self.position:
+                        self.position += 1
+                        yield self._collate(buffer[lo:hi])
+                    done += 1
+                    buffer = []
+                    if done >= self.per_epoch:
+                        break
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+@hookimpl
+def rladder_components():
+    return [Component("loader", "webdataset", WebDatasetLoader, WebDatasetOptions,
+                      "WebDataset shards (local or URL): resampled for multi-process training, or ordered.")]

@@ -1,0 +1,45 @@
+"""`rladder reproduce table1 --budget smoke`: every row of Table 1 trains and lands in the table (CI)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from rladder.core.cli import cli
+from rladder.core.reproduce import markdown
+from rladder.registry import get_registry
+
+
+def test_table1_smoke(tmp_path):
+    out = tmp_path / "t1"
+    result = CliRunner().invoke(cli, ["reproduce", "table1", "--budget", "smoke", "--seeds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = (out / "results.md").read_text()
+    for row in ("Optimal reconstruction + static classifier", "Temporal baseline", "Hierarchical RNN",
+                "RLadder w/o prediction task", "RLadder w/o decoder-to-encoder conn.",
+                "RLadder w/o classification task", "| RLadder |"):
+        assert row in table
+    assert "0.74 ± 0.09" in table and "150.1 ± 0.1" in table and "Budget `smoke`" in table
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["rows"]) == {"static", "temporal_baseline", "hierarchical_rnn", "rladder_no_prediction",
+                                 "rladder_no_feedback", "rladder_no_classification", "rladder"}
+    assert "predict/prediction_error" not in data["rows"]["static"][0]
+    assert 0 <= data["rows"]["rladder"][0]["classify/error"] <= 100
+    # a second call finds every run done and only rewrites the table
+    again = CliRunner().invoke(cli, ["reproduce", "table1", "--budget", "smoke", "--out", str(out)])
+    assert again.exit_code == 0 and again.output.count("already done") == 0  # log goes to stderr
+    assert (out / "results.md").read_text().split("total wall time")[0] == table.split("total wall time")[0]
+
+
+def test_unknown_budget_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(cli, ["reproduce", "table1", "--budget", "huge", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown budget 'huge'" in result.output
+
+
+def test_markdown_mean_and_std():
+    recipe = get_registry().build("recipe", "table1")
+    rows = {r.key: [{"classify/error": 1.0, "predict/prediction_error": 100.0},
+                    {"classify/error": 3.0, "predict/prediction_error": 110.0}] for r in recipe.rows}
+    text = markdown(recipe, rows, "cpu", 2, {}, 60.0)
+    assert "| RLadder | 2.00 ± 1.41 | 0.74 ± 0.09 | 105.00 ± 7.07 | 150.1 ± 0.1 |" in text

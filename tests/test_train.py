@@ -1,0 +1,214 @@
+"""Training: files of a run, exact resume, Ctrl-C, NaN stops, eval / predict / viz from the folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import attrs
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rladder.core import Needs, Task, TaskOptions, checkpoint
+from rladder.core.cli import cli
+from rladder.core.config import load_raw, resolve
+from rladder.core.train import Interrupted, Trainer, TrainingStopped, lr_factor
+from rladder.core.config import TrainConfig
+from rladder.registry import Component, get_registry, hookimpl
+
+CONFIG = """
+seed = 1
+[data]
+name = "occluded_mnist"
+train = 64
+val = 32
+test = 32
+[model]
+name = "omm_rladder"
+channels = [4, 4, 8]
+top = 8
+[tasks.predict]
+name = "next_step"
+[tasks.classify]
+[train]
+steps = 8
+batch_size = 8
+log_every = 2
+eval_every = 4
+checkpoint_every = 4
+threads = 1
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def config(path, *sets):
+    return resolve(load_raw([path], list(sets)))
+
+
+def quiet(path, *sets, **kw):
+    return Trainer(config(path, *sets), kw.pop("run_dir"), progress=False, log=lambda m: None, **kw)
+
+
+def params(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_a_run_writes_its_folder_and_learns(config_file, tmp_path):
+    trainer = quiet(config_file, "train.steps=30", "train.eval_every=15", "train.lr=3e-3", run_dir=tmp_path / "run")
+    trainer.fit()
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"config.toml", "meta.json", "metrics.jsonl", "checkpoints"}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert {"lr", "samples_per_s", "data_wait", "predict/loss", "classify/loss"} <= set(train[0])
+    assert [r["step"] for r in records if r["split"] == "val"] == [15, 30]
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 30 and {"model", "tasks", "optimizer", "scheduler", "rng", "loader", "config",
+                                    "plugins", "best"} <= set(state)
+    assert state["plugins"]["rladder.omm_models"].startswith("rladder ")
+    assert json.loads((run / "meta.json").read_text())["device"] == "cpu"
+
+
+def test_resume_is_bit_identical_on_cpu(config_file, tmp_path):
+    whole = quiet(config_file, run_dir=tmp_path / "whole")
+    whole.fit()
+
+    part = quiet(config_file, run_dir=tmp_path / "part")
+    original = part._train_step
+
+    def stop_after_five(batch):   # as if Ctrl-C came during step 5
+        out = original(batch)
+        if part.step == 4:
+            part._stop_requested = True
+        return out
+
+    part._train_step = stop_after_five
+    with pytest.raises(Interrupted, match="interrupted at step 5; checkpoint saved"):
+        part.fit()
+    assert checkpoint.load(part.last_path)["step"] == 5
+    resumed = Trainer(config(config_file), tmp_path / "part", resume=True, progress=False, log=lambda m: None)
+    assert resumed.step == 5
+    resumed.fit()
+    a, b = params(whole), params(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    sa, sb = whole.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set((s, i) for i, s in enumerate(steps)))
+
+
+@attrs.frozen
+class NanOptions(TaskOptions):
+    at: int = 5
+
+
+class NanTask(Task):
+    """Finite for the first calls, then NaN."""
+
+    def __init__(self, options, spec, label):
+        super().__init__(label, options.weight)
+        self.at, self.calls = options.at, 0
+
+    def needs(self):
+        return Needs(("heads.class",), ())
+
+    def loss(self, outputs, batch):
+        self.calls += 1
+        value = outputs["heads.class"].mean()
+        return value * float("nan") if self.calls >= self.at else value
+
+
+class NanPlugin:
+    @hookimpl
+    def rladder_components(self):
+        return [Component("task", "nan_after", NanTask, NanOptions, "Becomes NaN.")]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(config_file, tmp_path):
+    get_registry().add_plugin(NanPlugin(), "nan-plugin")
+    trainer = quiet(config_file, "tasks.nan.name=nan_after", "tasks.nan.at=6", "train.checkpoint_every=2",
+                    "train.eval_every=100", run_dir=tmp_path / "run")
+    with pytest.raises(TrainingStopped, match="NaN or inf by step 6 .*last good checkpoint is"):
+        trainer.fit()
+    state = checkpoint.load(trainer.last_path)
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_schedule():
+    cfg = TrainConfig(steps=100, decay_start=0.5, warmup_steps=10)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == 1.0
+    assert lr_factor(50, cfg) == 1.0 and lr_factor(75, cfg) == pytest.approx(0.5) and lr_factor(100, cfg) == 0.0
+    cos = attrs.evolve(cfg, schedule="cosine", warmup_steps=0)
+    assert lr_factor(0, cos) == 1.0 and lr_factor(50, cos) == pytest.approx(0.5)
+
+
+def test_cli_train_eval_predict_viz(config_file, tmp_path):
+    run = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(config_file), "--run-dir", str(run), "--set", "train.steps=4"])
+    assert result.exit_code == 0, result.output
+    assert "test (best checkpoint, step 4)" in result.output and "classify/error" in result.output
+    assert "predict/prediction_error" in result.output
+    for name in ("curves.png", "predictions.png", "eval-test.json"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 200
+    assert (run / "predictions.png").read_bytes()[:4] == b"\x89PNG"
+    again = runner.invoke(cli, ["train", str(config_file), "--run-dir", str(run)])
+    assert again.exit_code == 2 and "already holds a run; continue it with `rladder resume" in again.output
+
+    result = runner.invoke(cli, ["eval", str(run), "--split", "val", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["metrics"]["classify/error"] >= 0
+    assert (run / "eval-val.json").is_file()
+
+    frames = (np.random.default_rng(0).random((3, 5, 1, 32, 32)) * 255).astype(np.uint8)
+    np.save(tmp_path / "in.npy", frames)
+    result = runner.invoke(cli, ["predict", str(run), "--input", str(tmp_path / "in.npy"),
+                                 "--output", str(tmp_path / "out.npz")])
+    assert result.exit_code == 0, result.output
+    out = np.load(tmp_path / "out.npz")
+    assert out["next_frame"].shape == (3, 5, 1, 32, 32) and out["class_probs"].shape == (3, 5, 10)
+    np.testing.assert_allclose(out["class_probs"].sum(-1), 1, rtol=1e-5)
+    np.save(tmp_path / "one.npy", frames[0])                       # one sequence without N
+    assert runner.invoke(cli, ["predict", str(run), "--input", str(tmp_path / "one.npy")]).exit_code == 0
+    np.save(tmp_path / "bad.npy", frames[:, :, :, :16])
+    bad = runner.invoke(cli, ["predict", str(run), "--input", str(tmp_path / "bad.npy")])
+    assert bad.exit_code == 2 and "does not fit this model; expected (N, T, 1, 32, 32)" in bad.output
+
+    (run / "checkpoints" / "best.pt").write_bytes(b"garbage")
+    broken = runner.invoke(cli, ["eval", str(run)])
+    assert broken.exit_code == 1 and "best.pt cannot be read" in broken.output
+    missing = runner.invoke(cli, ["eval", str(tmp_path)])
+    assert missing.exit_code == 2 and "not an rladder run folder" in missing.output
+
+    result = runner.invoke(cli, ["resume", str(run), "--no-test"])
+    assert result.exit_code == 0 and "nothing to do" in result.output
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(config_file, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rladder.core", "train", str(config_file), "--run-dir", str(run),
+                             "--set", "train.steps=100000", "--set", "train.log_every=1", "--no-test"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    for line in proc.stderr:
+        if line.startswith("step 2/"):
+            break
+        assert time.time() < deadline, "no progress line"
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    assert "checkpoint saved" in rest and "rladder resume" in rest and "Traceback" not in rest
+    step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
+    assert step >= 2 and not list((run / "checkpoints").glob("*.part"))
