@@ -267,8 +267,10 @@ def train_cmd(configs, sets, run_dir, print_config, no_test, no_pictures, **laun
     if print_config:
         click.echo(to_toml(config), nl=False)
         return
-    run_dir = Path(run_dir or _default_run_dir(configs))
     worker = distributed.from_env() is not None
+    if worker and not run_dir:
+        raise ConfigError("under torchrun every process must write to the same folder: give --run-dir DIR")
+    run_dir = Path(run_dir or _default_run_dir(configs))
     if not worker and ((run_dir / "checkpoints").exists() or (run_dir / "config.toml").exists()):
         raise ConfigError(f"{run_dir} already holds a run; continue it with `rladder resume {run_dir}` or "
                           f"choose another --run-dir")
@@ -314,11 +316,13 @@ def eval_cmd(run_dir, split, which, as_json) -> None:
 @click.option("--output", "output_path", type=click.Path(dir_okay=False),
               help="Where to write predictions (.npz; default: next to the input).")
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
-def predict_cmd(run_dir, input_path, output_path, which) -> None:
+@click.option("--rollout", default=0, show_default=True, type=click.IntRange(0),
+              help="Then feed the predicted next frame back for this many steps (closed loop), as 'rollout'.")
+def predict_cmd(run_dir, input_path, output_path, which, rollout) -> None:
     """Run a trained model on new inputs; writes every head and every task's predictions."""
     from rladder.core.predict import predict_file
 
-    out = predict_file(run_dir, input_path, output_path, which)
+    out = predict_file(run_dir, input_path, output_path, which, rollout_steps=rollout)
     click.echo(f"predictions written to {out}")
 
 

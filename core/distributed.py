@@ -66,7 +66,8 @@ def launch(worker_args: Sequence[str], nproc: int, nnodes: int = 1, node_rank: i
     try:
         run(get_args_parser().parse_args(args))
     except ChildFailedError as exc:
-        failures = "; ".join(f"rank {f.rank} exited with {f.exitcode}" + (f" ({f.message})" if f.message else "")
-                             for f in exc.failures.values())
+        failures = "; ".join(f"rank {rank} exited with {f.exitcode}"
+                             + (f" ({f.message})" if getattr(f, "message", "") else "")
+                             for rank, f in sorted(exc.failures.items()))
         raise WorkerFailed(f"a worker process failed, so the run stopped: {failures}. The other workers were "
                            f"stopped; the last checkpoint written is kept.") from None

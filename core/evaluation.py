@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 
 from rladder.registry import get_registry
 
+from .files import write_text
 from .runs import load_trained
 from .train import Dist, evaluate_all, make_loader, pick_device, pick_precision
 
@@ -27,10 +27,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", which: str = "best") 
     metrics = evaluate_all(run.model, tasks, run.spec, loader, device, pick_precision(config.train.precision, device))
     which_used = "best" if (run_dir / "checkpoints" / "best.pt").is_file() and which == "best" else "last"
     results = {"split": split, "checkpoint": which_used, "step": step, "metrics": metrics}
-    path = run_dir / f"eval-{split}.json"
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(run_dir / f"eval-{split}.json", json.dumps(results, indent=2) + "\n")
     return results
 
 

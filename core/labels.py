@@ -11,13 +11,14 @@ run as ``labels.json``; every other training sample is unlabelled. Batches then 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import attrs
 import numpy as np
 
 from rladder.registry import ConfigError
+
+from .files import write_text
 
 
 @attrs.frozen
@@ -72,8 +73,5 @@ def plan(config, dataset, needs_labels: bool, run_dir: Path | None = None, write
                 raise ConfigError(f"{path} lists another labelled subset than labels.seed = {lab.seed} gives now; "
                                   f"the run cannot continue with different labels")
         elif write:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.part")
-            tmp.write_text(json.dumps({"count": lab.count, "seed": lab.seed, "labeled": labeled.tolist()}) + "\n")
-            os.replace(tmp, path)
+            write_text(path, json.dumps({"count": lab.count, "seed": lab.seed, "labeled": labeled.tolist()}) + "\n")
     return LabelPlan(labeled, lab.fraction, lab.unlabeled)

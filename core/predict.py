@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,7 @@ import torch
 
 from rladder.registry import ConfigError, DataError
 
+from .files import atomic_file
 from .objective import model_outputs
 from .runs import load_trained
 
@@ -50,25 +48,52 @@ def read_inputs(path: Path, spec) -> np.ndarray:
     return x
 
 
+def _predictions(run, outputs) -> dict:
+    for task in run.tasks.values():
+        outputs.update(task.predictions(outputs))
+    return outputs
+
+
 @torch.no_grad()
-def predict_file(run_dir, input_path, output_path=None, which: str = "best", batch: int = 64) -> Path:
+def rollout(run, xb: torch.Tensor, steps: int) -> torch.Tensor:
+    """Closed loop: after the inputs, feed the predicted next input back for ``steps`` steps (B, steps, *step)."""
+    heads = {f"heads.{h}" for h in run.model.heads}
+    outputs, state = run.model(xb, keep=heads)
+    nxt = _next_input(run, _predictions(run, outputs), xb)[:, -1]
+    frames = []
+    for _ in range(steps):
+        frames.append(nxt)
+        out, state = run.model.step(nxt, state, keep=heads)
+        out = _predictions(run, {k: v.unsqueeze(1) for k, v in out.items()})
+        nxt = _next_input(run, out, xb)[:, -1]
+    return torch.stack(frames, 1)
+
+
+def _next_input(run, predictions, xb) -> torch.Tensor:
+    """The prediction named ``next_frame`` (from a next_step task), which has the input's layout."""
+    if "next_frame" not in predictions or predictions["next_frame"].shape[2:] != xb.shape[2:]:
+        raise ConfigError("--rollout needs a next_step task whose predictions have the input's shape; this run has none")
+    return predictions["next_frame"]
+
+
+@torch.no_grad()
+def predict_file(run_dir, input_path, output_path=None, which: str = "best", batch: int = 64,
+                 rollout_steps: int = 0) -> Path:
     config, run, step = load_trained(Path(run_dir), which)
     x = read_inputs(Path(input_path), run.spec)
+    if rollout_steps and run.spec.static:
+        raise ConfigError("--rollout continues a sequence; this run's data are static inputs")
     collected: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch):
         xb = torch.from_numpy(x[start:start + batch])
-        outputs = model_outputs(run.model, {"x": xb}, run.spec, keep={f"heads.{h}" for h in run.model.heads})
-        for task in run.tasks.values():
-            outputs.update(task.predictions(outputs))
+        outputs = _predictions(run, model_outputs(run.model, {"x": xb}, run.spec,
+                                                  keep={f"heads.{h}" for h in run.model.heads}))
+        if rollout_steps:
+            outputs["rollout"] = rollout(run, xb, rollout_steps)
         for key, value in outputs.items():
             collected.setdefault(key, []).append(value.float().numpy())
     out = Path(output_path) if output_path else Path(input_path).with_suffix(".predictions.npz")
     arrays = {k: np.concatenate(v) for k, v in collected.items()}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays, checkpoint_step=np.int64(step))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, out)
+    with atomic_file(out) as fh:
+        np.savez(fh, **arrays, checkpoint_step=np.int64(step))
     return out

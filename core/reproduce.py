@@ -22,6 +22,7 @@ import attrs
 from rladder.registry import ConfigError, get_registry
 
 from .config import merge, resolve
+from .files import write_text
 
 
 @attrs.frozen
@@ -94,9 +95,9 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print) -> Path:
         walls[row.key] = time.perf_counter() - t0
     total = time.perf_counter() - started
     table = markdown(recipe, results, budget, seeds, walls, total)
-    (out / "results.md").write_text(table)
-    (out / "results.json").write_text(json.dumps({"recipe": name, "budget": budget, "seeds": seeds,
-                                                  "wall_seconds": total, "rows": results}, indent=2) + "\n")
+    write_text(out / "results.md", table)
+    write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "seeds": seeds,
+                                                 "wall_seconds": total, "rows": results}, indent=2) + "\n")
     log(table)
     return out / "results.md"
 

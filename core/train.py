@@ -38,6 +38,7 @@ from rladder.registry import ConfigError, Registry, RladderError, get_registry, 
 from . import checkpoint
 from .assemble import Run, build_run
 from .config import RunConfig, to_dict, to_toml
+from .files import write_text
 from .distributed_ops import all_true, any_true
 from .interfaces import Loader, to_device
 from .labels import LabelPlan, plan as label_plan
@@ -246,11 +247,11 @@ class Trainer:
         if not self.dist.main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(to_toml(self.config))
+        write_text(self.run_dir / "config.toml", to_toml(self.config))
         meta = {"rladder": rladder_version(), "torch": torch.__version__, "plugins": plugin_versions(self.registry),
                 "command": sys.argv, "device": str(self.device), "processes": self.dist.world,
                 "precision": str(self.amp or "fp32"), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        (self.run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
 
     def _metrics(self, record: dict[str, Any]) -> None:
         if self.dist.main:
@@ -277,8 +278,22 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
+        if self.dist.world > 1:
+            self._check_in_sync()
         if self.dist.main:
             checkpoint.save(self.last_path, self._payload())
+
+    def _check_in_sync(self) -> None:
+        """Every process must hold the same weights (student, and any teacher) when a checkpoint is written."""
+        tensors = [p.detach() for p in self.model.parameters()]
+        tensors += [t for t in self.tasks.state_dict().values() if t.is_floating_point()]
+        local = torch.stack([t.double().sum() for t in tensors])
+        gathered = [torch.zeros_like(local) for _ in range(self.dist.world)]
+        torch.distributed.all_gather(gathered, local)
+        differ = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+        if differ:
+            raise TrainingStopped(f"the weights of process(es) {differ} differ from process 0's at step {self.step}; "
+                                  f"something updates parameters outside the optimizer step")
 
     def _save_best(self, value: float) -> None:
         self.best.update(value=value, step=self.step)
@@ -311,9 +326,7 @@ class Trainer:
         if not self.dist.main or not path.is_file():
             return
         lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
-        tmp = path.with_suffix(".jsonl.part")
-        tmp.write_text("".join(ln + "\n" for ln in lines))
-        os.replace(tmp, path)
+        write_text(path, "".join(ln + "\n" for ln in lines))
 
     # ------------------------------------------------------------------ the loop
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -337,7 +350,7 @@ class Trainer:
         elif self.dist.main:
             meta = json.loads((self.run_dir / "meta.json").read_text())
             meta.setdefault("resumed", []).append({"step": self.step, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
-            (self.run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
         if self.step >= cfg.steps:
             self.log(f"nothing to do: the run is at step {self.step} of {cfg.steps}")
             return {}

@@ -22,7 +22,6 @@ import hashlib
 import io
 import os
 import pickle
-import tempfile
 import urllib.request
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Literal
 import attrs
 import numpy as np
 
-from rladder.core import DataSpec, Dataset
+from rladder.core import DataSpec, Dataset, files
 from rladder.registry import Component, DataError, hookimpl, option
 
 # name -> (sha256 of the .gz as published, sha256 of the decompressed IDX payload, count)
@@ -216,7 +215,7 @@ def download(folder: Path, mirrors=MIRRORS, timeout: float = 30.0) -> dict[str, 
             if hashlib.sha256(body).hexdigest() != gz_sha:
                 errors.append(f"{url}: wrong sha256 (a changed or damaged file)")
                 continue
-            _write_atomic(dest, body)
+            files.write_bytes(dest, body)
             paths[name] = dest
             break
         else:
@@ -235,25 +234,9 @@ def _verify(arrays: dict[str, np.ndarray], where: str) -> None:
                             f"(shape {arr.shape}); the file is damaged or not MNIST")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _write_atomic(path, buf.getvalue())
+    with files.atomic_file(path) as fh:
+        np.savez(fh, **arrays)
 
 
 def split_arrays(mnist: dict[str, np.ndarray], split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -70,50 +70,30 @@ def ladder(o: OMMOptions, *, decoder: bool, feedback: bool = True, recurrent: bo
     return structure(LadderSpec, {"levels": levels, "heads": heads, "decoder": decoder, "feedback": feedback})
 
 
-def _needs_frames(name, spec):
-    if spec.static:
-        raise ValueError(f"model {name!r} needs the occluded video (data.input = \"frames\")")
+# name -> (ladder switches, description); every model checks it gets the data it was made for
+VARIANTS = {
+    "omm_rladder": (dict(decoder=True), "Occluded Moving MNIST RLadder (spec 4.1.3): conv-LSTM encoder, Ladder decoder."),
+    "omm_rladder_no_feedback": (dict(decoder=True, feedback=False), "The RLadder without decoder-to-encoder links."),
+    "omm_hierarchical_rnn": (dict(decoder=False), "The RLadder without decoder (Table 1's hierarchical RNN)."),
+    "omm_temporal_baseline": (dict(decoder=False, recurrent=False), "Feed-forward conv encoder, FC-LSTM only at the top."),
+    "omm_static": (dict(decoder=False, recurrent=False, top_recurrent=False),
+                   "Static feed-forward classifier for the optimal reconstruction (data.input = 'recon')."),
+}
 
 
-def rladder(o, spec):
-    """The RLadder: recurrent encoder, a decoder at every level, decoder-to-encoder links."""
-    _needs_frames("omm_rladder", spec)
-    return ladder(o, decoder=True)
+def factory(name: str):
+    switches, _ = VARIANTS[name]
 
-
-def rladder_no_feedback(o, spec):
-    """The RLadder without decoder-to-encoder connections (Table 1 ablation)."""
-    _needs_frames("omm_rladder_no_feedback", spec)
-    return ladder(o, decoder=True, feedback=False)
-
-
-def hierarchical_rnn(o, spec):
-    """Conv-LSTMs with conv layers in between: the RLadder without its decoder."""
-    _needs_frames("omm_hierarchical_rnn", spec)
-    return ladder(o, decoder=False)
-
-
-def temporal_baseline(o, spec):
-    """The feed-forward conv encoder with a fully connected LSTM only at the top."""
-    _needs_frames("omm_temporal_baseline", spec)
-    return ladder(o, decoder=False, recurrent=False)
-
-
-def static(o, spec):
-    """The feed-forward network the encoder derives from, on the optimal reconstruction."""
-    if not spec.static:
-        raise ValueError("model 'omm_static' classifies a static image: use data.input = \"recon\"")
-    return ladder(o, decoder=False, recurrent=False, top_recurrent=False)
+    def build(o: OMMOptions, spec) -> LadderSpec:
+        static = name == "omm_static"
+        if spec.static != static:
+            want = "a static image: use data.input = \"recon\"" if static else "the occluded video (data.input = \"frames\")"
+            raise ValueError(f"model {name!r} needs {want}")
+        return ladder(o, **switches)
+    build.__doc__ = VARIANTS[name][1]
+    return build
 
 
 @hookimpl
 def rladder_components():
-    def c(name, fn, text):
-        return Component("model", name, fn, OMMOptions, text)
-    return [
-        c("omm_rladder", rladder, "Occluded Moving MNIST RLadder (spec 4.1.3): conv-LSTM encoder, Ladder decoder."),
-        c("omm_rladder_no_feedback", rladder_no_feedback, "The RLadder without decoder-to-encoder links."),
-        c("omm_hierarchical_rnn", hierarchical_rnn, "The RLadder without decoder (Table 1's hierarchical RNN)."),
-        c("omm_temporal_baseline", temporal_baseline, "Feed-forward conv encoder, FC-LSTM only at the top."),
-        c("omm_static", static, "Static feed-forward classifier for the optimal reconstruction."),
-    ]
+    return [Component("model", name, factory(name), OMMOptions, text) for name, (_, text) in VARIANTS.items()]

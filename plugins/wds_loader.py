@@ -71,6 +71,8 @@ class WebDatasetLoader(Loader):
         if split not in manifest["splits"]:
             raise ConfigError(f"{o.shards} has no {split!r} split (it has {', '.join(manifest['splits'])})")
         info = manifest["splits"][split]
+        self.keys = [f"{k}.npy" for k in manifest["keys"]]
+        self.expected = {s["name"].removesuffix(".tar"): s["samples"] for s in info["shards"]}
         self.urls = [location(o.shards, s["name"]) for s in info["shards"]]
         self.samples = info["samples"]
         self.dataset, self.train, self.seed, self.rank, self.world = dataset, train, seed, rank, world
@@ -93,6 +95,42 @@ class WebDatasetLoader(Loader):
         return len(range(self.rank, -(-self.samples // self.local_batch), self.world))
 
     # ------------------------------------------------------------------ pipelines
+    def _check(self, src):
+        """Pass complete samples on; a shard with an incomplete sample or too few samples is bad."""
+        url, key, count, skipping = None, "", 0, False
+        for sample in src:
+            # a new shard starts when the URL changes or the keys start again (the same shard drawn twice)
+            if sample.get("__url__") != url or sample.get("__key__", "") <= key:
+                if url is not None and not skipping:
+                    self._count(url, count)
+                url, count, skipping = sample.get("__url__"), 0, False
+            key = sample.get("__key__", "")
+            if skipping:
+                continue
+            missing = [k for k in self.keys if k not in sample]
+            if missing:
+                skipping = self._bad(url, f"sample {sample.get('__key__')} lacks {', '.join(missing)}")
+                continue
+            count += 1
+            yield sample
+        if url is not None and not skipping:
+            self._count(url, count)
+
+    def _count(self, url: str, count: int) -> None:
+        name = str(url).rsplit("/", 1)[-1].removesuffix(".tar")
+        expected = self.expected.get(name)
+        if expected is not None and count != expected:
+            self._bad(url, f"{count} samples, the manifest says {expected}")
+
+    def _bad(self, url, problem: str) -> bool:
+        """Raise (or, with on_error = 'warn', warn and return True: skip the rest of the shard)."""
+        where = f"shard {url}" if url else "a shard"
+        if self.o.on_error == "warn":
+            print(f"warning: skipping the rest of {where}: {problem}", file=sys.stderr)
+            return True
+        raise DataError(f"{where} is truncated or corrupt: {problem}; run `rladder data verify` on the shard "
+                        f"folder, or set loader.on_error = 'warn' to skip bad shards")
+
     def _handler(self, exn: Exception) -> bool:
         shard = next((a for a in reversed(getattr(exn, "args", ())) if isinstance(a, str) and a in self.urls), None)
         where = f"shard {shard}" if shard else "a shard"
@@ -112,13 +150,13 @@ class WebDatasetLoader(Loader):
 
     def _samples(self) -> wds.DataPipeline:
         return wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self._handler),
-                                wds.map(_decode))
+                                self._check, wds.map(_decode))
 
     def _pipeline(self) -> wds.DataPipeline:
         collate = self._collate
         if not self.train:
             return wds.DataPipeline(wds.SimpleShardList(self.urls), self._split,
-                                    wds.tarfile_to_samples(handler=self._handler), wds.map(_decode),
+                                    wds.tarfile_to_samples(handler=self._handler), self._check, wds.map(_decode),
                                     wds.batched(self.local_batch, collation_fn=collate, partial=True))
         rank = self.rank
 
@@ -127,7 +165,7 @@ class WebDatasetLoader(Loader):
 
         shards = wds.ResampledShards(self.urls, seed=self.seed * 1_000_003 + self.epoch, worker_seed=worker_seed,
                                      deterministic=True)
-        return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=self._handler),
+        return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=self._handler), self._check,
                                 wds.shuffle(self.o.shuffle_buffer, initial=min(100, self.o.shuffle_buffer),
                                             rng=random.Random(self.seed * 7 + rank * 1000 + self.epoch)),
                                 wds.map(_decode), wds.batched(self.local_batch, collation_fn=collate, partial=False))

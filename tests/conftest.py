@@ -25,3 +25,15 @@ def _clean_registry(monkeypatch):
     reset_registry(None)
     yield
     reset_registry(None)
+
+
+@pytest.fixture
+def make_trainer():
+    """Build a quiet Trainer from config files and `--set` overrides: make_trainer(files, run_dir, *sets, **kw)."""
+    from rladder.core.config import load_raw, resolve
+    from rladder.core.train import Trainer
+
+    def make(files, run_dir, *sets, **kw):
+        files = files if isinstance(files, list | tuple) else [files]
+        return Trainer(resolve(load_raw(files, list(sets))), run_dir, progress=False, log=lambda m: None, **kw)
+    return make

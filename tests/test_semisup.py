@@ -51,14 +51,6 @@ def cfg_file(tmp_path):
     return path
 
 
-def config(path, *sets):
-    return resolve(load_raw([path], list(sets)))
-
-
-def trainer(path, run_dir, *sets, **kw):
-    return Trainer(config(path, *sets), run_dir, progress=False, log=lambda m: None, **kw)
-
-
 def test_balanced_subset_is_deterministic_and_balanced():
     y = np.repeat(np.arange(10), 50)
     a = balanced_subset(y, 100, 10, seed=3)
@@ -102,15 +94,15 @@ def test_batches_mix_labelled_and_unlabelled_and_ranks_split_them():
     assert (first["x"][:, 0].long() % 10 == 0).all() and first["label_mask"].all()
 
 
-def test_labels_are_saved_with_the_run_and_resume_uses_them(cfg_file, tmp_path):
-    t = trainer(cfg_file, tmp_path / "run")
+def test_labels_are_saved_with_the_run_and_resume_uses_them(cfg_file, tmp_path, make_trainer):
+    t = make_trainer(cfg_file, tmp_path / "run")
     t.fit()
     saved = json.loads((tmp_path / "run" / "labels.json").read_text())
     assert saved["count"] == 40 and len(saved["labeled"]) == 40
     y = t.run.dataset.arrays("train")["y"]
     assert np.bincount(y[saved["labeled"]], minlength=10).tolist() == [4] * 10
     with pytest.raises(ConfigError, match="lists another labelled subset"):
-        trainer(cfg_file, tmp_path / "run", "labels.seed=9", resume=True)
+        make_trainer(cfg_file, tmp_path / "run", "labels.seed=9", resume=True)
 
 
 @pytest.mark.parametrize("sets, error, fragment", [
@@ -122,17 +114,17 @@ def test_labels_are_saved_with_the_run_and_resume_uses_them(cfg_file, tmp_path):
     (["tasks.mt.name=mean_teacher", "tasks.mt.rampup_decay=0"], OptionError, "rampup_decay"),
     (["tasks.den.name=denoise", "model.name=omm_rladder"], ConfigError, "tasks.den"),
 ])
-def test_bad_semi_supervised_settings_fail_before_training(cfg_file, tmp_path, sets, error, fragment):
+def test_bad_semi_supervised_settings_fail_before_training(cfg_file, tmp_path, sets, error, fragment, make_trainer):
     with pytest.raises(error, match=fragment):
-        trainer(cfg_file, tmp_path / "run", *sets)
+        make_trainer(cfg_file, tmp_path / "run", *sets)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_denoising_needs_noise_and_a_head(cfg_file, tmp_path):
+def test_denoising_needs_noise_and_a_head(cfg_file, tmp_path, make_trainer):
     with pytest.raises(ConfigError, match="reads heads.recon, which the model does not produce"):
-        trainer(cfg_file, tmp_path / "a", "tasks.den.name=denoise", "train.input_noise=0.2")
+        make_trainer(cfg_file, tmp_path / "a", "tasks.den.name=denoise", "train.input_noise=0.2")
     with pytest.raises(ConfigError, match="tasks.den needs a corrupted input: set train.input_noise > 0"):
-        trainer(cfg_file, tmp_path / "b", "tasks.den.name=denoise", "tasks.den.head=", "tasks.den.level_weights=[1.0]")
+        make_trainer(cfg_file, tmp_path / "b", "tasks.den.name=denoise", "tasks.den.head=", "tasks.den.level_weights=[1.0]")
 
 
 def test_denoising_costs_on_a_generic_ladder(tmp_path):
@@ -177,10 +169,10 @@ eval_every = 2
     assert t.step == 4
 
 
-def test_mean_teacher_ema_checkpoint_resume_and_teacher_evaluation(cfg_file, tmp_path):
+def test_mean_teacher_ema_checkpoint_resume_and_teacher_evaluation(cfg_file, tmp_path, make_trainer):
     sets = ["tasks.mt.name=mean_teacher", "tasks.mt.rampup_steps=4", "tasks.mt.teacher_noise=0.1",
             "train.input_noise=0.1"]
-    whole = trainer(cfg_file, tmp_path / "whole", *sets)
+    whole = make_trainer(cfg_file, tmp_path / "whole", *sets)
     student0 = {k: v.clone() for k, v in whole.model.state_dict().items()}
     teacher0 = whole.tasks["mt"].teacher.state_dict()
     assert all(torch.equal(student0[k], teacher0[k]) for k in student0)
@@ -197,7 +189,7 @@ def test_mean_teacher_ema_checkpoint_resume_and_teacher_evaluation(cfg_file, tmp
     val = [r for r in records if r["split"] == "val"][-1]
     assert "mt/teacher/classify/error" in val and "classify/error" in val
 
-    part = trainer(cfg_file, tmp_path / "part", *sets)
+    part = make_trainer(cfg_file, tmp_path / "part", *sets)
     original = part._train_step
 
     def stop(batch):
@@ -209,7 +201,7 @@ def test_mean_teacher_ema_checkpoint_resume_and_teacher_evaluation(cfg_file, tmp
     part._train_step = stop
     with pytest.raises(Exception, match="interrupted at step 3"):
         part.fit()
-    resumed = trainer(cfg_file, tmp_path / "part", *sets, resume=True)
+    resumed = make_trainer(cfg_file, tmp_path / "part", *sets, resume=True)
     resumed.fit()
     for k, v in mt.teacher.state_dict().items():
         assert torch.equal(v, resumed.tasks["mt"].teacher.state_dict()[k]), k

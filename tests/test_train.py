@@ -17,8 +17,7 @@ from click.testing import CliRunner
 
 from rladder.core import Needs, Task, TaskOptions, checkpoint
 from rladder.core.cli import cli
-from rladder.core.config import load_raw, resolve
-from rladder.core.train import Interrupted, Trainer, TrainingStopped, lr_factor
+from rladder.core.train import Interrupted, TrainingStopped, lr_factor
 from rladder.core.config import TrainConfig
 from rladder.registry import Component, get_registry, hookimpl
 
@@ -53,20 +52,12 @@ def config_file(tmp_path):
     return path
 
 
-def config(path, *sets):
-    return resolve(load_raw([path], list(sets)))
-
-
-def quiet(path, *sets, **kw):
-    return Trainer(config(path, *sets), kw.pop("run_dir"), progress=False, log=lambda m: None, **kw)
-
-
 def params(trainer):
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-def test_a_run_writes_its_folder_and_learns(config_file, tmp_path):
-    trainer = quiet(config_file, "train.steps=30", "train.eval_every=15", "train.lr=3e-3", run_dir=tmp_path / "run")
+def test_a_run_writes_its_folder_and_learns(config_file, tmp_path, make_trainer):
+    trainer = make_trainer(config_file, tmp_path / "run", "train.steps=30", "train.eval_every=15", "train.lr=3e-3")
     trainer.fit()
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {"config.toml", "meta.json", "metrics.jsonl", "checkpoints"}
@@ -82,11 +73,11 @@ def test_a_run_writes_its_folder_and_learns(config_file, tmp_path):
     assert json.loads((run / "meta.json").read_text())["device"] == "cpu"
 
 
-def test_resume_is_bit_identical_on_cpu(config_file, tmp_path):
-    whole = quiet(config_file, run_dir=tmp_path / "whole")
+def test_resume_is_bit_identical_on_cpu(config_file, tmp_path, make_trainer):
+    whole = make_trainer(config_file, tmp_path / "whole")
     whole.fit()
 
-    part = quiet(config_file, run_dir=tmp_path / "part")
+    part = make_trainer(config_file, tmp_path / "part")
     original = part._train_step
 
     def stop_after_five(batch):   # as if Ctrl-C came during step 5
@@ -99,7 +90,7 @@ def test_resume_is_bit_identical_on_cpu(config_file, tmp_path):
     with pytest.raises(Interrupted, match="interrupted at step 5; checkpoint saved"):
         part.fit()
     assert checkpoint.load(part.last_path)["step"] == 5
-    resumed = Trainer(config(config_file), tmp_path / "part", resume=True, progress=False, log=lambda m: None)
+    resumed = make_trainer(config_file, tmp_path / "part", resume=True)
     assert resumed.step == 5
     resumed.fit()
     a, b = params(whole), params(resumed)
@@ -137,10 +128,10 @@ class NanPlugin:
         return [Component("task", "nan_after", NanTask, NanOptions, "Becomes NaN.")]
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(config_file, tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(config_file, tmp_path, make_trainer):
     get_registry().add_plugin(NanPlugin(), "nan-plugin")
-    trainer = quiet(config_file, "tasks.nan.name=nan_after", "tasks.nan.at=6", "train.checkpoint_every=2",
-                    "train.eval_every=100", run_dir=tmp_path / "run")
+    trainer = make_trainer(config_file, tmp_path / "run", "tasks.nan.name=nan_after", "tasks.nan.at=6",
+                           "train.checkpoint_every=2", "train.eval_every=100")
     with pytest.raises(TrainingStopped, match="NaN or inf by step 6 .*last good checkpoint is"):
         trainer.fit()
     state = checkpoint.load(trainer.last_path)
@@ -180,6 +171,12 @@ def test_cli_train_eval_predict_viz(config_file, tmp_path):
     out = np.load(tmp_path / "out.npz")
     assert out["next_frame"].shape == (3, 5, 1, 32, 32) and out["class_probs"].shape == (3, 5, 10)
     np.testing.assert_allclose(out["class_probs"].sum(-1), 1, rtol=1e-5)
+    result = runner.invoke(cli, ["predict", str(run), "--input", str(tmp_path / "in.npy"), "--rollout", "4",
+                                 "--output", str(tmp_path / "roll.npz")])
+    assert result.exit_code == 0, result.output
+    roll = np.load(tmp_path / "roll.npz")["rollout"]
+    assert roll.shape == (3, 4, 1, 32, 32) and 0 <= roll.min() and roll.max() <= 1
+    np.testing.assert_allclose(roll[:, 0], out["next_frame"][:, -1], atol=1e-6)   # first = last open-loop prediction
     np.save(tmp_path / "one.npy", frames[0])                       # one sequence without N
     assert runner.invoke(cli, ["predict", str(run), "--input", str(tmp_path / "one.npy")]).exit_code == 0
     np.save(tmp_path / "bad.npy", frames[:, :, :, :16])
