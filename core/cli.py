@@ -18,7 +18,6 @@ import click
 
 from rladder.registry import ALLOW_ENV, BLOCK_ENV, KINDS, ConfigError, RladderError
 
-CONFIG_HELP = "TOML config file(s); later files override earlier ones."
 SET_HELP = "Override a config value, e.g. --set train.lr=2e-3 (repeatable; wins over files)."
 
 

@@ -43,6 +43,8 @@ class OMMOptions:
     decoder_cell: str = option("vanilla", help="Decoder cell of every level.")
     norm: str = option("group", help="Normalisation of every conv level: group, layer, batch or none.")
     top_reduce: str = option("max", help="How the top level pools the last conv map: max, avg or flatten.")
+    recon_head: bool = option(False, help="Add head 'recon' (the bottom decoder read out as the current input), "
+                                          "for the denoise task.")
 
 
 def encoder(o: OMMOptions, recurrent: bool, top_recurrent: bool) -> list[dict]:
@@ -67,6 +69,8 @@ def ladder(o: OMMOptions, *, decoder: bool, feedback: bool = True, recurrent: bo
     levels = [{"encoder": e, "decoder": {"name": o.decoder_cell} if decoder else None}
               for e in encoder(o, recurrent, top_recurrent)]
     heads = [FRAME_HEAD, CLASS_HEAD] if decoder else [CLASS_HEAD]
+    if decoder and o.recon_head:
+        heads.append({**FRAME_HEAD, "name": "recon"})
     return structure(LadderSpec, {"levels": levels, "heads": heads, "decoder": decoder, "feedback": feedback})
 
 

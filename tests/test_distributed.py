@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -19,31 +20,22 @@ import torch
 from rladder.core import checkpoint
 from rladder.core.shards import build
 
-CONFIG = """
+TINY = pathlib.Path(__file__).resolve().parent / "configs" / "tiny_omm.toml"
+OVERLAY = """
 seed = 4
 [data]
-name = "occluded_mnist"
-train = 64
 val = 16
 test = 16
+[train]
+steps = 4
+eval_every = 2
+checkpoint_every = 2
+"""
+SHARDS = """
 [loader]
 name = "webdataset"
 shards = "{shards}"
 mode = "ordered"
-[model]
-name = "omm_rladder"
-channels = [4, 4, 8]
-top = 8
-[tasks.predict]
-name = "next_step"
-[tasks.classify]
-[train]
-steps = 4
-batch_size = 8
-log_every = 2
-eval_every = 2
-checkpoint_every = 2
-threads = 1
 """
 
 
@@ -52,9 +44,9 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     build({"name": "occluded_mnist", "train": 64, "val": 16, "test": 16}, root / "shards", shard_size=8,
           log=lambda m: None)
-    cfg = root / "ddp.toml"
-    cfg.write_text(CONFIG.format(shards=root / "shards"))
-    return root, cfg
+    overlay = root / "ddp.toml"
+    overlay.write_text(OVERLAY + SHARDS.format(shards=root / "shards"))
+    return root, [TINY, overlay]
 
 
 def rladder(*args, env=None, timeout=300):
@@ -66,9 +58,9 @@ def rladder(*args, env=None, timeout=300):
 
 def test_two_processes_equal_one_process(setup):
     root, cfg = setup
-    one, _ = rladder("train", cfg, "--run-dir", root / "one", "--no-test")
+    one, _ = rladder("train", *cfg, "--run-dir", root / "one", "--no-test")
     assert one.returncode == 0, one.stderr
-    two, _ = rladder("train", cfg, "--run-dir", root / "two", "--no-test", "--nproc", "2")
+    two, _ = rladder("train", *cfg, "--run-dir", root / "two", "--no-test", "--nproc", "2")
     assert two.returncode == 0, two.stderr
     a = checkpoint.load(root / "one" / "checkpoints" / "last.pt")
     b = checkpoint.load(root / "two" / "checkpoints" / "last.pt")
@@ -87,7 +79,7 @@ def test_two_processes_equal_one_process(setup):
 def test_resume_needs_the_same_number_of_processes(setup):
     root, cfg = setup
     run = root / "res"
-    out, _ = rladder("train", cfg, "--run-dir", run, "--no-test", "--nproc", "2", "--set", "train.steps=2")
+    out, _ = rladder("train", *cfg, "--run-dir", run, "--no-test", "--nproc", "2", "--set", "train.steps=2")
     assert out.returncode == 0, out.stderr
     out, _ = rladder("resume", run, "--no-test")
     assert out.returncode == 2 and "written by a run with 2 process(es); resume it with the same number" in out.stderr
@@ -95,7 +87,7 @@ def test_resume_needs_the_same_number_of_processes(setup):
 
 def test_a_dying_worker_fails_the_run_quickly(setup):
     root, cfg = setup
-    out, seconds = rladder("train", cfg, "--run-dir", root / "dies", "--no-test", "--nproc", "2",
+    out, seconds = rladder("train", *cfg, "--run-dir", root / "dies", "--no-test", "--nproc", "2",
                            "--set", "train.steps=50", env={"RLADDER_FAULT": "1:3"}, timeout=240)
     assert out.returncode == 1, out.stderr
     assert "a worker process failed" in out.stderr and "rank 1 exited with 3" in out.stderr
@@ -106,13 +98,12 @@ def test_a_dying_worker_fails_the_run_quickly(setup):
 def test_mean_teacher_stays_identical_across_processes(setup, tmp_path):
     """Each checkpoint compares every process's weights (teacher included); equal to one process too."""
     root, _ = setup
-    cfg = tmp_path / "mt.toml"
-    cfg.write_text(CONFIG.format(shards="unused").replace('[loader]\nname = "webdataset"\nshards = "unused"\n'
-                                                          'mode = "ordered"\n', "")
-                   + '\n[tasks.mt]\nname = "mean_teacher"\nrampup_steps = 2\nteacher_noise = 0.0\n')
+    overlay = tmp_path / "mt.toml"
+    overlay.write_text(OVERLAY + '\n[tasks.mt]\nname = "mean_teacher"\nrampup_steps = 2\nteacher_noise = 0.0\n')
+    cfg = [TINY, overlay]
     runs = {}
     for n in (1, 2):
-        out, _ = rladder("train", cfg, "--run-dir", tmp_path / f"mt{n}", "--no-test", "--nproc", n)
+        out, _ = rladder("train", *cfg, "--run-dir", tmp_path / f"mt{n}", "--no-test", "--nproc", n)
         assert out.returncode == 0, out.stderr
         runs[n] = checkpoint.load(tmp_path / f"mt{n}" / "checkpoints" / "last.pt")["tasks"]
     teacher = [k for k in runs[1] if k.startswith("mt.teacher.")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -17,38 +18,29 @@ from rladder.core.train import Trainer
 from rladder.plugins.memory_loader import MemoryLoader, MemoryOptions
 from rladder.registry import ConfigError, OptionError, get_registry
 
-BASE = """
+TINY = pathlib.Path(__file__).resolve().parent / "configs" / "tiny_omm.toml"
+OVERLAY = """
 seed = 2
 [data]
-name = "occluded_mnist"
 train = 200
 val = 40
 test = 40
-[model]
-name = "omm_rladder"
-channels = [4, 4, 8]
-top = 8
-[tasks.predict]
-name = "next_step"
-[tasks.classify]
 [labels]
 count = 40
 fraction = 0.25
 [train]
 steps = 6
-batch_size = 8
 log_every = 3
 eval_every = 3
 checkpoint_every = 3
-threads = 1
 """
 
 
 @pytest.fixture
 def cfg_file(tmp_path):
     path = tmp_path / "semi.toml"
-    path.write_text(BASE)
-    return path
+    path.write_text(OVERLAY)
+    return [TINY, path]
 
 
 def test_balanced_subset_is_deterministic_and_balanced():
@@ -118,6 +110,13 @@ def test_bad_semi_supervised_settings_fail_before_training(cfg_file, tmp_path, s
     with pytest.raises(error, match=fragment):
         make_trainer(cfg_file, tmp_path / "run", *sets)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_denoising_on_the_omm_rladder(cfg_file, tmp_path, make_trainer):
+    t = make_trainer(cfg_file, tmp_path / "run", "tasks.den.name=denoise", "model.recon_head=true",
+                     "tasks.den.level_weights=[0.0, 0.1]", "train.input_noise=0.2", "train.steps=2")
+    t.fit()
+    assert t.step == 2 and "heads.recon" in t.keep and "decoder.1" in t.keep
 
 
 def test_denoising_needs_noise_and_a_head(cfg_file, tmp_path, make_trainer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -21,35 +22,12 @@ from rladder.core.train import Interrupted, TrainingStopped, lr_factor
 from rladder.core.config import TrainConfig
 from rladder.registry import Component, get_registry, hookimpl
 
-CONFIG = """
-seed = 1
-[data]
-name = "occluded_mnist"
-train = 64
-val = 32
-test = 32
-[model]
-name = "omm_rladder"
-channels = [4, 4, 8]
-top = 8
-[tasks.predict]
-name = "next_step"
-[tasks.classify]
-[train]
-steps = 8
-batch_size = 8
-log_every = 2
-eval_every = 4
-checkpoint_every = 4
-threads = 1
-"""
+TINY = pathlib.Path(__file__).resolve().parent / "configs" / "tiny_omm.toml"
 
 
 @pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "run.toml"
-    path.write_text(CONFIG)
-    return path
+def config_file():
+    return TINY
 
 
 def params(trainer):
