@@ -96,7 +96,7 @@ def train_benchmark(model_opts: dict, steps: int, threads: int, warm: int = 3):
         trainer.optimizer.zero_grad()
         _, seconds, foreign = foreign_cores(trainer.fit)
         lines = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
-        timed = [json.loads(line) for line in lines][1:]          # the first interval is the warm-up
+        timed = [r for r in map(json.loads, lines) if r["split"] == "train"][1:]   # the first interval: warm-up
     params = sum(p.numel() for p in trainer.model.parameters())
     per_step = sum(r["seconds_per_step"] for r in timed) / len(timed)
     wait = sum(r["data_wait"] * r["seconds_per_step"] for r in timed) / sum(r["seconds_per_step"] for r in timed)

@@ -8,7 +8,7 @@ loader with pinned memory, non-blocking copies and 4 workers (data wait reported
 Checks that losses are finite and that bf16 and fp32 agree at the first step.
 
     python tools/gpu_check.py --write docs/benchmarks.md          # on a machine with a GPU
-    python tools/gpu_check.py --device cpu --steps 3 --batch 4    # a dry run of the code path
+    python tools/gpu_check.py --device cpu --tiny --steps 3 --batch 8    # a dry run of the code path
 """
 
 from __future__ import annotations
@@ -26,12 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_omm import write_section  # noqa: E402
 
 
-def run(device: str, steps: int, batch: int, train_extra: dict, loader: dict, shards: Path | None = None):
+def data_table(batch: int, tiny: bool) -> dict:
+    if tiny:
+        return {"name": "occluded_mnist", "train": batch * 4, "val": batch, "test": batch}
+    return {"name": "occluded_mnist", "train": max(4096, batch * 8), "val": 256, "test": 256}
+
+
+def run(device: str, steps: int, batch: int, train_extra: dict, loader: dict, tiny: bool = False):
     from rladder.core.config import resolve
     from rladder.core.train import Trainer
 
-    data = {"name": "occluded_mnist", "train": max(4096, batch * 8), "val": 256, "test": 256}
-    raw = {"data": data, "model": {"name": "omm_rladder"}, "loader": loader,
+    model = {"name": "omm_rladder", **({"channels": [4, 4, 8], "top": 8} if tiny else {})}
+    raw = {"data": data_table(batch, tiny), "model": model, "loader": loader,
            "tasks": {"predict": {"name": "next_step"}, "classify": {"name": "classify", "every_step": True}},
            "train": {"steps": steps, "batch_size": batch, "device": device, "log_every": max(1, steps // 3),
                      "eval_every": 10**6, "checkpoint_every": 10**6, **train_extra}}
@@ -41,6 +47,7 @@ def run(device: str, steps: int, batch: int, train_extra: dict, loader: dict, sh
         t.fit()
         wall = time.perf_counter() - t0
         records = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in records if r["split"] == "train"]
     timed = records[1:] or records                           # the first interval includes warm-up / compile
     per_step = sum(r["seconds_per_step"] for r in timed) / len(timed)
     return {"samples_per_s": batch / per_step, "data_wait": sum(r["data_wait"] for r in timed) / len(timed),
@@ -53,6 +60,7 @@ def main():
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow to start)")
+    ap.add_argument("--tiny", action="store_true", help="tiny widths and data: check the code path, not the speed")
     ap.add_argument("--write", type=Path)
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -65,18 +73,20 @@ def main():
                 "bf16 + channels_last": {"precision": "bf16", "channels_last": True}}
     if args.compile:
         variants["bf16 + torch.compile"] = {"precision": "bf16", "compile": True}
-    results = {name: run(args.device, args.steps, args.batch, extra, on_device) for name, extra in variants.items()}
+    results = {name: run(args.device, args.steps, args.batch, extra, on_device, args.tiny)
+               for name, extra in variants.items()}
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(tmp) / "omm"
-        build({"name": "occluded_mnist", "train": max(4096, args.batch * 8), "val": 256, "test": 256}, shards,
-              ["train"], 256, log=lambda m: None)
+        table = data_table(args.batch, args.tiny)
+        build(table, shards, ["train", "val"], max(1, table["val"] // 4), log=lambda m: None)   # >= 4 shards
         results["bf16, webdataset (4 workers, pinned)"] = run(
             args.device, args.steps, args.batch, {"precision": "bf16"},
-            {"name": "webdataset", "shards": str(shards), "workers": 4})
+            {"name": "webdataset", "shards": str(shards), "workers": 4}, args.tiny)
     for name, r in results.items():
         if not r["loss"] == r["loss"]:
             sys.exit(f"{name}: the loss is NaN")
-    lines = [f"Device: {gpu}, torch {torch.__version__}; paper-size RLadder (32-64-128, top 128), batch {args.batch}, "
+    size = "tiny RLadder (4-4-8, top 8)" if args.tiny else "paper-size RLadder (32-64-128, top 128)"
+    lines = [f"Device: {gpu}, torch {torch.__version__}; {size}, batch {args.batch}, "
              f"{args.steps} steps per variant.", "",
              "| variant | samples/s | data wait | first interval s/step | loss at the end |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {r['samples_per_s']:.0f} | {100 * r['data_wait']:.1f} % | {r['first_interval_s']:.2f} "
