@@ -19,7 +19,6 @@ import torch.distributed as torch_dist
 
 from rladder.registry import RladderError
 
-from .distributed_ops import all_true, any_true  # noqa: F401 - re-exported
 from .train import Dist
 
 

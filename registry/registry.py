@@ -14,7 +14,7 @@ import fnmatch
 import importlib.metadata
 import os
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs

@@ -3,8 +3,9 @@
 Tolerance: two processes average the gradients of two half batches where one process averages
 one whole batch; the sums run in another order, so weights agree to float32 rounding, amplified
 by Adam (which divides by the root of tiny second moments in its first steps). We require
-|difference| <= 5e-5 after 4 steps; observed 7.9e-6, while 4 steps at lr 1e-3 move weights by
-about 4e-3, so a batch from the wrong samples would show.
+|difference| <= 1e-5 after 4 steps; observed 7.9e-6 on the project's machines (AMD EPYC, torch
+2.13.0+cpu), while 4 steps at lr 1e-3 move weights by about 4e-3, so a batch from the wrong
+samples would show by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from rladder.core import checkpoint
 from rladder.core.shards import build
@@ -68,7 +68,7 @@ def test_two_processes_equal_one_process(setup):
     b = checkpoint.load(root / "two" / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 4 and b["world"] == 2
     worst = max((a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"])
-    assert worst <= 5e-5, f"1-process and 2-process weights differ by {worst}"
+    assert worst <= 1e-5, f"1-process and 2-process weights differ by {worst}"
     # only rank 0 wrote: one log line per interval, metrics reduced over both processes
     lines = [json.loads(line) for line in (root / "two" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["split"]) for r in lines] == [(2, "train"), (2, "val"), (4, "train"), (4, "val")]
@@ -109,4 +109,4 @@ def test_mean_teacher_stays_identical_across_processes(setup, tmp_path):
         assert out.returncode == 0, out.stderr
         runs[n] = checkpoint.load(tmp_path / f"mt{n}" / "checkpoints" / "last.pt")["tasks"]
     teacher = [k for k in runs[1] if k.startswith("mt.teacher.")]
-    assert teacher and max((runs[1][k] - runs[2][k]).abs().max().item() for k in teacher) <= 5e-5
+    assert teacher and max((runs[1][k] - runs[2][k]).abs().max().item() for k in teacher) <= 1e-5
