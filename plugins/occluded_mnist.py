@@ -125,6 +125,7 @@ class OccludedMNIST(Dataset):
     def __init__(self, options: OccludedMNISTOptions):
         self.options = o = options
         self.mask = torch.from_numpy(visibility()).float()
+        self._generated: dict[str, dict[str, np.ndarray]] = {}
         if o.input == "recon":
             self.spec = DataSpec("video", (1, CANVAS, CANVAS), 1,
                                  {"x": "(B,1,32,32) float32 optimal reconstruction", "y": "(B,) int64 digit"},
@@ -137,7 +138,13 @@ class OccludedMNIST(Dataset):
                                  num_classes=10)
 
     def arrays(self, split: str) -> dict[str, np.ndarray]:
+        """Generated once per split and kept: the label plan and the loader read the same arrays."""
         self.check_split(split)
+        if split not in self._generated:
+            self._generated[split] = self._generate(split)
+        return self._generated[split]
+
+    def _generate(self, split: str) -> dict[str, np.ndarray]:
         o = self.options
         images, labels = split_arrays(load_mnist(o.mnist), split)
         n = {"train": o.train, "val": o.val, "test": o.test}[split]

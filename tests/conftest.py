@@ -37,3 +37,21 @@ def make_trainer():
         files = files if isinstance(files, list | tuple) else [files]
         return Trainer(resolve(load_raw(files, list(sets))), run_dir, progress=False, log=lambda m: None, **kw)
     return make
+
+
+def interrupt_after(trainer, step: int) -> None:
+    """Make ``trainer`` behave as if Ctrl-C came during step ``step`` (it saves and stops there)."""
+    original = trainer._train_step
+
+    def train_step(batch):
+        out = original(batch)
+        if trainer.step == step - 1:
+            trainer._stop_requested = True
+        return out
+
+    trainer._train_step = train_step
+
+
+@pytest.fixture
+def interrupt():
+    return interrupt_after

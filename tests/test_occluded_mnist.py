@@ -110,3 +110,7 @@ def test_recon_input_is_static(dataset):
 def test_more_sequences_than_digits_cycles_through_them():
     ds = O.OccludedMNIST(structure(O.OccludedMNISTOptions, {"val": 12000}))
     assert ds.arrays("val")["y"].shape == (12000,)
+
+
+def test_each_split_is_generated_once(dataset):
+    assert dataset.arrays("val") is dataset.arrays("val")

@@ -168,7 +168,7 @@ eval_every = 2
     assert t.step == 4
 
 
-def test_mean_teacher_ema_checkpoint_resume_and_teacher_evaluation(cfg_file, tmp_path, make_trainer):
+def test_mean_teacher_ema_checkpoint_resume_and_teacher_evaluation(cfg_file, tmp_path, make_trainer, interrupt):
     sets = ["tasks.mt.name=mean_teacher", "tasks.mt.rampup_steps=4", "tasks.mt.teacher_noise=0.1",
             "train.input_noise=0.1"]
     whole = make_trainer(cfg_file, tmp_path / "whole", *sets)
@@ -189,15 +189,7 @@ def test_mean_teacher_ema_checkpoint_resume_and_teacher_evaluation(cfg_file, tmp
     assert "mt/teacher/classify/error" in val and "classify/error" in val
 
     part = make_trainer(cfg_file, tmp_path / "part", *sets)
-    original = part._train_step
-
-    def stop(batch):
-        out = original(batch)
-        if part.step == 2:
-            part._stop_requested = True
-        return out
-
-    part._train_step = stop
+    interrupt(part, 3)
     with pytest.raises(Exception, match="interrupted at step 3"):
         part.fit()
     resumed = make_trainer(cfg_file, tmp_path / "part", *sets, resume=True)

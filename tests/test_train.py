@@ -51,20 +51,12 @@ def test_a_run_writes_its_folder_and_learns(config_file, tmp_path, make_trainer)
     assert json.loads((run / "meta.json").read_text())["device"] == "cpu"
 
 
-def test_resume_is_bit_identical_on_cpu(config_file, tmp_path, make_trainer):
+def test_resume_is_bit_identical_on_cpu(config_file, tmp_path, make_trainer, interrupt):
     whole = make_trainer(config_file, tmp_path / "whole")
     whole.fit()
 
     part = make_trainer(config_file, tmp_path / "part")
-    original = part._train_step
-
-    def stop_after_five(batch):   # as if Ctrl-C came during step 5
-        out = original(batch)
-        if part.step == 4:
-            part._stop_requested = True
-        return out
-
-    part._train_step = stop_after_five
+    interrupt(part, 5)
     with pytest.raises(Interrupted, match="interrupted at step 5; checkpoint saved"):
         part.fit()
     assert checkpoint.load(part.last_path)["step"] == 5
