@@ -239,8 +239,10 @@ def _run_training(config, run_dir, resume: bool, no_test: bool, no_pictures: boo
         distributed.join(dist, config.train.device)
         try:
             Trainer(config, run_dir, resume=resume, dist=dist).fit()
-        finally:
-            distributed.leave()
+        except BaseException:
+            distributed.leave(meet=False)
+            raise
+        distributed.leave()
         if not dist.main:
             return
     if not no_test:

@@ -11,6 +11,7 @@ out after RLADDER_DIST_TIMEOUT seconds (default 300) instead of hanging.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Sequence
 
@@ -44,9 +45,38 @@ def join(dist: Dist, device: str = "auto") -> None:
                                   timeout=timeout)
 
 
-def leave() -> None:
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+def leave(*, meet: bool = True) -> None:
+    """Leave the process group once every process has finished its collectives, then destroy it.
+
+    gloo tears its connections down at once; a process that does so while a peer is still
+    completing the last collective can make that peer abort ("terminate called without an
+    active exception", seen once in CI at the end of a 2-process run). So the processes first
+    meet through the rendezvous store (plain TCP, not gloo), and garbage that may still hold
+    the group (a DDP reducer in a reference cycle) is collected before the group is destroyed.
+
+    ``meet=False`` is for a process that fails: it must not wait for the others (they may be
+    blocked in a collective it will never join); the launcher stops them when it exits.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if meet:
+        _meet_in_store("rladder/leave")
+    gc.collect()
+    torch_dist.destroy_process_group()
+
+
+def _meet_in_store(key: str) -> None:
+    """Wait until every process has reached this point, through the default group's key-value store."""
+    world = torch_dist.get_world_size()
+    timeout = datetime.timedelta(seconds=float(os.environ.get("RLADDER_DIST_TIMEOUT", "300")))
+    try:
+        store = torch_dist.distributed_c10d._get_default_store()
+        if store.add(f"{key}/arrived", 1) == world:
+            store.set(f"{key}/all", "1")
+        store.wait([f"{key}/all"], timeout)
+    except (RuntimeError, AttributeError, ValueError):
+        # A store that is gone (its host process ended first) means the others have left already.
+        pass
 
 
 def launch(worker_args: Sequence[str], nproc: int, nnodes: int = 1, node_rank: int = 0,

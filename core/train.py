@@ -180,7 +180,8 @@ class Trainer:
         self.config, self.run_dir, self.dist = config, Path(run_dir), dist
         self.registry = registry or get_registry()
         self.cfg = cfg = config.train
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.log = say if dist.main else (lambda msg: None)      # one process speaks for all
         self.progress = sys.stderr.isatty() if progress is None else progress
         if cfg.batch_size % dist.world:
             raise ConfigError(f"train.batch_size = {cfg.batch_size} must be divisible by the {dist.world} processes")

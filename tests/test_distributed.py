@@ -76,6 +76,7 @@ def test_two_processes_equal_one_process(setup):
     assert lines[0]["loss"] == pytest.approx(ref[0]["loss"], rel=1e-4)
     assert lines[1]["classify/error"] == pytest.approx(ref[1]["classify/error"])
     assert json.loads((root / "two" / "meta.json").read_text())["processes"] == 2
+    assert two.stderr.count("step 4: validation") == 1, "every process printed the validation line"
 
 
 def test_resume_needs_the_same_number_of_processes(setup):
@@ -110,3 +111,31 @@ def test_mean_teacher_stays_identical_across_processes(setup, tmp_path):
         runs[n] = checkpoint.load(tmp_path / f"mt{n}" / "checkpoints" / "last.pt")["tasks"]
     teacher = [k for k in runs[1] if k.startswith("mt.teacher.")]
     assert teacher and max((runs[1][k] - runs[2][k]).abs().max().item() for k in teacher) <= 1e-5
+
+
+LEAVE = """
+import sys, time, torch, torch.distributed as d
+from rladder.core import distributed
+dist = distributed.from_env()
+distributed.join(dist, "cpu")
+t = torch.ones(1)
+d.all_reduce(t)
+if dist.rank == 0:
+    time.sleep(2)
+arrived = time.time()
+distributed.leave()
+print(f"rank {dist.rank} arrived {arrived:.3f} left {time.time():.3f} sum {t.item():.0f}", flush=True)
+"""
+
+
+def test_processes_leave_the_group_together(tmp_path):
+    """No process tears gloo down while another may still finish a collective (see distributed.leave)."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    times = {int(w[1]): (float(w[3]), float(w[5]), w[7]) for w in map(str.split, out.stdout.splitlines())}
+    assert times[0][2] == times[1][2] == "2"
+    assert times[1][1] >= times[0][0], "process 1 left before process 0 had finished"
