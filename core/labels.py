@@ -15,6 +15,7 @@ from pathlib import Path
 
 import attrs
 import numpy as np
+import torch
 
 from rladder.registry import ConfigError
 
@@ -34,6 +35,36 @@ class LabelPlan:
             return batch_size
         n = round(self.fraction * batch_size)
         return n - n % world          # every process gets the same number of labelled samples
+
+
+class IndexStream:
+    """Endless reshuffled passes over ``indices`` (the loaders' training order; the labelled and
+    unlabelled streams of a LabelPlan). Each pass is a permutation seeded by (seed, epoch); a
+    request that does not fit in what is left of a pass starts the next one. The position is kept
+    for exact resume."""
+
+    def __init__(self, indices: torch.Tensor, seed: int):
+        self.indices, self.seed = indices, seed
+        self.epoch, self.position = 0, 0
+        self._order: torch.Tensor | None = None
+
+    def take(self, n: int) -> torch.Tensor:
+        if n == 0:
+            return self.indices[:0]
+        if self.position + n > len(self.indices):      # drop the incomplete rest, start a new epoch
+            self.epoch, self.position, self._order = self.epoch + 1, 0, None
+        if self._order is None:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            self._order = self.indices[torch.randperm(len(self.indices), generator=gen)]
+        out = self._order[self.position:self.position + n]
+        self.position += n
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load(self, state) -> None:
+        self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None
 
 
 def balanced_subset(y: np.ndarray, count: int, num_classes: int, seed: int) -> np.ndarray:

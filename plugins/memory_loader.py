@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rladder.core import Dataset, Loader
-from rladder.core.labels import LabelPlan
+from rladder.core.labels import IndexStream, LabelPlan
 from rladder.registry import Component, ConfigError, hookimpl, option
 
 
@@ -27,33 +27,6 @@ from rladder.registry import Component, ConfigError, hookimpl, option
 class MemoryOptions:
     placement: Literal["cpu", "device"] = option(
         "cpu", help="Where the split is held: cpu, or the training device (a GPU: no copies, no data wait).")
-
-
-class _Stream:
-    """Endless reshuffled passes over ``indices``; position kept for exact resume."""
-
-    def __init__(self, indices: torch.Tensor, seed: int):
-        self.indices, self.seed = indices, seed
-        self.epoch, self.position = 0, 0
-        self._order = None
-
-    def take(self, n: int) -> torch.Tensor:
-        if n == 0:
-            return self.indices[:0]
-        if self.position + n > len(self.indices):      # drop the incomplete rest, start a new epoch
-            self.epoch, self.position, self._order = self.epoch + 1, 0, None
-        if self._order is None:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            self._order = self.indices[torch.randperm(len(self.indices), generator=gen)]
-        out = self._order[self.position:self.position + n]
-        self.position += n
-        return out
-
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load(self, state: Mapping[str, int]) -> None:
-        self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None
 
 
 class MemoryLoader(Loader):
@@ -70,15 +43,15 @@ class MemoryLoader(Loader):
         self.labels = labels if train else None
         if self.labels is None:
             self.n_labeled = batch_size if train else 0
-            self.streams = [_Stream(torch.arange(self.n), seed)]
+            self.streams = [IndexStream(torch.arange(self.n), seed)]
         else:
             labeled = torch.from_numpy(self.labels.labeled)
             self.n_labeled = self.labels.labeled_per_batch(batch_size, world)
-            self.streams = [_Stream(labeled, seed)]
+            self.streams = [IndexStream(labeled, seed)]
             if self.labels.use_unlabeled:
                 mask = torch.ones(self.n, dtype=torch.bool)
                 mask[labeled] = False
-                self.streams.append(_Stream(torch.nonzero(mask).flatten(), seed + 1))
+                self.streams.append(IndexStream(torch.nonzero(mask).flatten(), seed + 1))
         if train:
             pool = len(self.streams[0].indices)
             if pool < self.n_labeled or (len(self.streams) > 1 and len(self.streams[1].indices) < batch_size - self.n_labeled):

@@ -13,6 +13,12 @@ global batch, exactly like the in-memory loader (no shuffling); the data order d
 on the number of processes (for equivalence checks and debugging; single worker).
 Evaluation: one ordered pass, shards split across processes and workers.
 
+Semi-supervised runs (a LabelPlan, ``[labels] count > 0``): the labelled subset is small, so it
+is read from the training shards once, when the loader starts, and held in memory; each global
+batch takes its labelled share from it exactly as the in-memory loader does (same seeded order),
+and the rest from the shard stream, which skips the labelled samples. Batches carry
+``label_mask``. ``labels.unlabeled = false`` trains on the labelled subset alone.
+
 A truncated or corrupt shard raises an error naming it; ``on_error = "warn"`` warns and skips
 the rest of that shard instead. Batches are decoded from ``.npy`` members (no pickles) and
 turned into model batches by the dataset's ``to_batch``, so they equal in-memory batches.
@@ -33,6 +39,7 @@ import torch
 import webdataset as wds
 
 from rladder.core import Dataset, Loader
+from rladder.core.labels import IndexStream, LabelPlan
 from rladder.core.shards import location, read_manifest
 from rladder.registry import Component, ConfigError, DataError, hookimpl, option
 from rladder.registry.options import non_negative
@@ -55,12 +62,9 @@ def _decode(sample: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 class WebDatasetLoader(Loader):
     def __init__(self, options: WebDatasetOptions, *, dataset: Dataset, split: str, batch_size: int, train: bool,
-                 seed: int = 0, rank: int = 0, world: int = 1, labels=None, data_config=None,
-                 device: torch.device | str = "cpu"):
+                 seed: int = 0, rank: int = 0, world: int = 1, labels: LabelPlan | None = None,
+                 data_config=None, device: torch.device | str = "cpu"):
         o = self.o = options
-        if labels is not None:
-            raise ConfigError("loader.name = 'webdataset' cannot mix labelled and unlabelled samples per batch; "
-                              "use the memory loader for runs with labels.count > 0")
         if batch_size % world:
             raise ConfigError(f"train.batch_size = {batch_size} is not divisible by the {world} processes")
         manifest = read_manifest(o.shards)
@@ -86,13 +90,62 @@ class WebDatasetLoader(Loader):
                 f"{o.shards} has {len(self.urls)} {split} shard(s) for {world} process(es) x {max(1, o.workers)} "
                 f"worker(s) = {readers} readers; each reader needs at least one shard. Rebuild with a smaller "
                 f"--shard-size (at most {max(1, self.samples // readers)}) or use fewer workers or processes.")
-        self.per_epoch = o.steps_per_epoch or max(1, self.samples // batch_size)
+        self.labels = labels if train else None
+        self.stream_batch = batch_size                  # global batch drawn from the shard stream
+        if self.labels is not None:
+            self.n_labeled = self.labels.labeled_per_batch(batch_size, world)
+            self.stream_batch = batch_size - self.n_labeled if self.labels.use_unlabeled else 0
+            self.skip = {int(i) for i in self.labels.labeled}
+            self.labeled = self._read_labeled(self.labels.labeled)
+            self.lab_stream = IndexStream(torch.arange(len(self.labels.labeled)), seed)
+        pool = self.samples - (len(self.labels.labeled) if self.labels is not None else 0)
+        if self.labels is not None and len(self.labels.labeled) < (self.n_labeled if self.stream_batch else batch_size):
+            raise ConfigError(f"the {len(self.labels.labeled)} labelled samples cannot fill the labelled share of a "
+                              f"batch of {batch_size}; raise labels.count or lower train.batch_size")
+        if train and o.mode == "ordered" and 0 < pool < self.stream_batch:
+            raise ConfigError(f"the {split!r} shards hold {pool} samples for batches of {self.stream_batch}; "
+                              f"lower train.batch_size or build more samples")
+        if self.stream_batch:
+            self.per_epoch = o.steps_per_epoch or max(1, pool // self.stream_batch)
+        else:
+            self.per_epoch = o.steps_per_epoch or max(1, len(self.labels.labeled) // batch_size)
         self.epoch, self.position = 0, 0
 
     def __len__(self) -> int:
         if self.train:
             return self.per_epoch
         return len(range(self.rank, -(-self.samples // self.local_batch), self.world))
+
+    # ------------------------------------------------------------------ the labelled subset
+    @staticmethod
+    def _index(sample: Mapping[str, Any]) -> int:
+        return int(str(sample["__key__"]).rsplit("-", 1)[-1])        # keys are <split>-<index>
+
+    def _read_labeled(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """One pass over the training shards, keeping (decoded) the samples of the labelled subset."""
+        wanted = {int(i): n for n, i in enumerate(indices)}
+        found: dict[int, dict[str, np.ndarray]] = {}
+        for sample in wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self._handler),
+                                       self._check, wds.select(lambda s: self._index(s) in wanted), wds.map(_decode)):
+            found[wanted[self._index(sample)]] = sample
+        if len(found) != len(wanted):
+            missing = sorted(int(i) for n, i in enumerate(indices) if n not in found)
+            raise DataError(f"{self.o.shards} lacks {len(missing)} of the {len(wanted)} labelled training samples "
+                            f"(indices {missing[:5]}{' ...' if len(missing) > 5 else ''}); the shards hold fewer "
+                            f"training samples than the dataset the labels were chosen from: rebuild the shards")
+        return self._stack([found[n] for n in range(len(indices))])
+
+    def _labeled_batch(self, n: int) -> dict[str, torch.Tensor]:
+        """This process's share of ``n`` labelled samples of the global batch."""
+        idx = self.lab_stream.take(n)
+        share = n // self.world
+        idx = idx[self.rank * share:(self.rank + 1) * share]
+        return {k: v[idx] for k, v in self.labeled.items()}
+
+    def _unlabeled(self, src):
+        for sample in src:
+            if self._index(sample) not in self.skip:
+                yield sample
 
     # ------------------------------------------------------------------ pipelines
     def _check(self, src):
@@ -150,10 +203,13 @@ class WebDatasetLoader(Loader):
 
     def _samples(self) -> wds.DataPipeline:
         return wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self._handler),
-                                self._check, wds.map(_decode))
+                                self._check, *self._skip_labeled(), wds.map(_decode))
+
+    def _skip_labeled(self) -> list:
+        return [self._unlabeled] if self.labels is not None else []
 
     def _pipeline(self) -> wds.DataPipeline:
-        collate = self._collate
+        collate = self._stack
         if not self.train:
             return wds.DataPipeline(wds.SimpleShardList(self.urls), self._split,
                                     wds.tarfile_to_samples(handler=self._handler), self._check, wds.map(_decode),
@@ -166,23 +222,49 @@ class WebDatasetLoader(Loader):
         shards = wds.ResampledShards(self.urls, seed=self.seed * 1_000_003 + self.epoch, worker_seed=worker_seed,
                                      deterministic=True)
         return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=self._handler), self._check,
-                                wds.shuffle(self.o.shuffle_buffer, initial=min(100, self.o.shuffle_buffer),
+                                *self._skip_labeled(), wds.shuffle(self.o.shuffle_buffer, initial=min(100, self.o.shuffle_buffer),
                                             rng=random.Random(self.seed * 7 + rank * 1000 + self.epoch)),
-                                wds.map(_decode), wds.batched(self.local_batch, collation_fn=collate, partial=False))
+                                wds.map(_decode),
+                                wds.batched(self.stream_batch // self.world, collation_fn=collate, partial=False))
 
-    def _collate(self, samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        stored = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0] if not k.startswith("__")}
-        return self.dataset.to_batch(stored)
+    @staticmethod
+    def _stack(samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        """The stored arrays of ``samples``, stacked (the dataset's ``to_batch`` makes the model batch)."""
+        return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0] if not k.startswith("__")}
 
     def _loader(self, pipeline, workers: int):
-        return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=workers,
-                                           pin_memory=self.pin_memory)
+        return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=workers)
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if not self.train:
-            yield from self._loader(self._pipeline(), self.o.workers)
-            return
+            for stored in self._loader(self._pipeline(), self.o.workers):
+                yield self._batch(stored)
+        elif self.labels is None:
+            for stored in self._stream():
+                yield self._batch(stored)
+        elif not self.stream_batch:                         # the labelled subset alone
+            while True:
+                yield self._mixed(self._labeled_batch(self.global_batch), None)
+        else:
+            for stored in self._stream():
+                yield self._mixed(self._labeled_batch(self.n_labeled), stored)
+
+    def _mixed(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None):
+        stored = labeled if unlabeled is None else {k: torch.cat([labeled[k], unlabeled[k]]) for k in labeled}
+        mask = torch.zeros(len(next(iter(stored.values()))), dtype=torch.bool)
+        mask[:len(next(iter(labeled.values())))] = True
+        return self._batch(stored, mask)
+
+    def _batch(self, stored: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The model batch (pinned for a GPU run, so the copy to the device can be non-blocking)."""
+        batch = self.dataset.to_batch(stored)
+        if mask is not None:
+            batch["label_mask"] = mask
+        return {k: v.pin_memory() for k, v in batch.items()} if self.pin_memory else batch
+
+    def _stream(self) -> Iterator[dict[str, torch.Tensor]]:
+        """This process's share of every global batch drawn from the shards (endless)."""
         if self.o.mode == "ordered":
             yield from self._ordered()
             return
@@ -196,17 +278,18 @@ class WebDatasetLoader(Loader):
             self.epoch, self.position = self.epoch + 1, 0
 
     def _ordered(self) -> Iterator[dict[str, torch.Tensor]]:
-        lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
+        share = self.stream_batch // self.world
+        lo, hi = self.rank * share, (self.rank + 1) * share
         while True:
             samples = self._samples()
             buffer: list[dict[str, np.ndarray]] = []
             done = 0
             for sample in samples:
                 buffer.append(sample)
-                if len(buffer) == self.global_batch:
+                if len(buffer) == self.stream_batch:
                     if done >= self.position:
                         self.position += 1
-                        yield self._collate(buffer[lo:hi])
+                        yield self._stack(buffer[lo:hi])
                     done += 1
                     buffer = []
                     if done >= self.per_epoch:
@@ -214,13 +297,18 @@ class WebDatasetLoader(Loader):
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position}
+        state = {"epoch": self.epoch, "position": self.position}
+        if self.labels is not None:
+            state["labeled"] = self.lab_stream.state()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        if self.labels is not None:
+            self.lab_stream.load(state["labeled"])
 
 
 @hookimpl
 def rladder_components():
     return [Component("loader", "webdataset", WebDatasetLoader, WebDatasetOptions,
-                      "WebDataset shards (local or URL): resampled for multi-process training, or ordered.")]
+                      "WebDataset shards (local or URL): resampled for multi-process training, or ordered; labelled subsets.")]

@@ -224,3 +224,20 @@ def test_mean_teacher_ramp_and_ema_formula():
         torch.testing.assert_close(t_new, 0.5 * t_old + 0.5 * s)
     mt.after_optimizer_step(model, 20)         # after the ramp-up: alpha = min(1 - 1/21, 0.9) = 0.9
     assert mt.ramp() == 1.0
+
+
+def test_semi_supervised_training_from_shards(cfg_file, tmp_path, make_trainer):
+    data = tmp_path / "data.toml"
+    data.write_text('[data]\nname = "occluded_mnist"\ntrain = 200\nval = 40\ntest = 40\n')
+    out = CliRunner().invoke(cli, ["data", "build", "occluded_mnist", "--config", str(data), "--out",
+                                   str(tmp_path / "shards"), "--shard-size", "50"])
+    assert out.exit_code == 0, out.output
+    t = make_trainer(cfg_file, tmp_path / "run", "loader.name=webdataset", f"loader.shards={tmp_path / 'shards'}",
+                     "loader.mode=ordered")
+    first = next(iter(t.train_loader))
+    assert first["label_mask"].tolist() == [True] * 2 + [False] * 6
+    t.fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "val"] == [3, 6]
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert len(json.loads((tmp_path / "run" / "labels.json").read_text())["labeled"]) == 40

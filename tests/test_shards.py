@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from rladder.core import shards as S
 from rladder.core.cli import cli
+from rladder.core.labels import LabelPlan
 from rladder.plugins.memory_loader import MemoryLoader, MemoryOptions
 from rladder.plugins.wds_loader import WebDatasetLoader, WebDatasetOptions
 from rladder.registry import ConfigError, DataError, get_registry
@@ -33,8 +35,9 @@ def dataset():
 
 def loader(built, split="train", train=True, **opts):
     ds, table = dataset()
+    args = {k: opts.pop(k) for k in ("labels", "seed") if k in opts}
     return WebDatasetLoader(WebDatasetOptions(shards=str(opts.pop("shards", built)), **opts), dataset=ds,
-                            split=split, batch_size=opts.pop("batch_size", 8), train=train, data_config=table)
+                            split=split, batch_size=opts.pop("batch_size", 8), train=train, data_config=table, **args)
 
 
 def test_manifest_and_verify(built):
@@ -155,3 +158,67 @@ def test_cli_build_verify_any_dataset(tmp_path):
     shard.write_bytes(shard.read_bytes()[:-700])
     broken = runner.invoke(cli, ["data", "verify", str(out)])
     assert broken.exit_code == 1 and "train-000001.tar" in broken.output
+
+
+def test_labelled_subset_with_shards_matches_the_memory_loader(built):
+    """Semi-supervised batches from shards: the labelled share equals the in-memory loader's (same
+    seeded order), the rest is the shard stream with the labelled samples left out."""
+    ds, table = dataset()
+    plan = LabelPlan(np.arange(3, 96, 9), 0.25, True)         # 11 labelled samples
+    memory = iter(MemoryLoader(MemoryOptions(), dataset=ds, split="train", batch_size=8, train=True, seed=5,
+                               labels=plan))
+    sharded = loader(built, mode="ordered", labels=plan, seed=5)
+    assert len(sharded) == (96 - 11) // 6
+    stored = ds.arrays("train")
+    rest = [i for i in range(96) if i not in set(plan.labeled.tolist())]
+    it = iter(sharded)
+    for step in range(20):                                    # beyond one epoch of both streams
+        a, b = next(memory), next(it)
+        assert b["label_mask"].tolist() == [True] * 2 + [False] * 6
+        assert all(torch.equal(a[k][:2], b[k][:2]) for k in a if k != "label_mask")
+        idx = rest[(step % len(sharded)) * 6:][:6]
+        expect = ds.to_batch({k: torch.from_numpy(v[idx]) for k, v in stored.items()})
+        assert all(torch.equal(expect[k], b[k][2:]) for k in expect)
+
+
+def test_labelled_shards_across_processes_resume_and_labelled_only(built):
+    ds, table = dataset()
+    plan = LabelPlan(np.arange(3, 96, 9), 0.25, True)
+    whole = loader(built, mode="ordered", labels=plan)
+    parts = [iter(WebDatasetLoader(WebDatasetOptions(shards=str(built), mode="ordered"), dataset=ds, split="train",
+                                   batch_size=8, train=True, rank=r, world=2, data_config=table, labels=plan))
+             for r in range(2)]
+    it = iter(whole)
+    batches = [next(it) for _ in range(6)]
+    for a in batches:
+        b0, b1 = next(parts[0]), next(parts[1])
+        assert b0["label_mask"].tolist() == b1["label_mask"].tolist() == [True] + [False] * 3
+        union = torch.cat([b0["x"][:1], b1["x"][:1], b0["x"][1:], b1["x"][1:]])
+        assert torch.equal(union, a["x"])
+    again = loader(built, mode="ordered", labels=plan)
+    again.load_state_dict(whole.state_dict())
+    assert torch.equal(next(iter(again))["x"], next(it)["x"])
+    only = next(iter(loader(built, mode="ordered", labels=LabelPlan(plan.labeled, 0.25, False), seed=5)))
+    reference = next(iter(MemoryLoader(MemoryOptions(), dataset=ds, split="train", batch_size=8, train=True, seed=5,
+                                       labels=LabelPlan(plan.labeled, 0.25, False))))
+    assert only["label_mask"].all() and torch.equal(only["x"], reference["x"])
+
+
+def test_labels_the_shards_do_not_hold(built):
+    with pytest.raises(DataError, match=r"lacks 1 of the 3 labelled training samples \(indices \[500\]\)"):
+        loader(built, labels=LabelPlan(np.array([1, 2, 500]), 0.25, True))
+    with pytest.raises(ConfigError, match="the 3 labelled samples cannot fill the labelled share of a batch of 8"):
+        loader(built, labels=LabelPlan(np.array([1, 2, 5]), 0.5, True))
+
+
+def test_resampled_labelled_batches_never_reuse_labelled_samples_as_unlabelled(built):
+    ds, _ = dataset()
+    plan = LabelPlan(np.arange(3, 96, 9), 0.25, True)
+    full = ds.to_batch({k: torch.from_numpy(v) for k, v in ds.arrays("train").items()})["x"].flatten(1)
+    it = iter(loader(built, labels=plan, shuffle_buffer=10, workers=2, steps_per_epoch=4))
+    labelled = set(plan.labeled.tolist())
+    for _ in range(10):
+        b = next(it)
+        rows = [int(torch.nonzero((full == row).all(1))[0]) for row in b["x"].flatten(1)]
+        assert b["label_mask"].tolist() == [True] * 2 + [False] * 6
+        assert all(r in labelled for r in rows[:2]) and not any(r in labelled for r in rows[2:])
