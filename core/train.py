@@ -313,7 +313,13 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.train_loader.load_state_dict(state["loader"])
+        try:
+            self.train_loader.load_state_dict(state["loader"])
+        except (KeyError, TypeError, ValueError) as exc:
+            saved = state.get("config", {}).get("loader", {}).get("name", "?")
+            raise ConfigError(f"{self.last_path} holds the data position of loader {saved!r}, which loader "
+                              f"{self.config.loader.get('name', 'memory')!r} cannot continue from ({type(exc).__name__}: "
+                              f"{exc}); resume with the run's own config (`rladder resume RUN_DIR` does)") from None
         self.step, self.best = int(state["step"]), dict(state["best"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(_as_tuple(state["rng"]["python"]))

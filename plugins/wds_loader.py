@@ -8,6 +8,8 @@ Training, ``mode = "resampled"`` (the default, for multi-process training): ever
 worker draws shards at random with replacement (seeded by seed, rank, worker and epoch), mixes
 samples in a shuffle buffer, and makes exactly ``steps_per_epoch`` batches per epoch, so every
 process runs the same number of steps and no collective waits for a process that ran dry.
+The order is a function of the seeds alone, so a resumed run re-reads (and drops) the batches
+its epoch had already used and continues exactly where it stopped.
 ``mode = "ordered"``: every process reads all shards in order and takes its slice of each
 global batch, exactly like the in-memory loader (no shuffling); the data order does not depend
 on the number of processes (for equivalence checks and debugging; single worker).
@@ -272,9 +274,11 @@ class WebDatasetLoader(Loader):
             workers = self.o.workers
             per_worker = -(-self.per_epoch // max(1, workers))
             pipeline = self._pipeline().with_epoch(nbatches=per_worker)
-            for batch in islice(self._loader(pipeline, workers), self.per_epoch - self.position):
-                self.position += 1
-                yield batch
+            done = self.position            # > 0 after a resume: this epoch's first batches were used
+            for n, batch in enumerate(islice(self._loader(pipeline, workers), self.per_epoch)):
+                if n >= done:               # the epoch's order is seeded, so skipping them resumes exactly
+                    self.position = n + 1
+                    yield batch
             self.epoch, self.position = self.epoch + 1, 0
 
     def _ordered(self) -> Iterator[dict[str, torch.Tensor]]:

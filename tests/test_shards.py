@@ -222,3 +222,21 @@ def test_resampled_labelled_batches_never_reuse_labelled_samples_as_unlabelled(b
         rows = [int(torch.nonzero((full == row).all(1))[0]) for row in b["x"].flatten(1)]
         assert b["label_mask"].tolist() == [True] * 2 + [False] * 6
         assert all(r in labelled for r in rows[:2]) and not any(r in labelled for r in rows[2:])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resampled_mode_resumes_exactly_mid_epoch(built, workers):
+    plan = LabelPlan(np.arange(3, 96, 9), 0.25, True)
+    opts = dict(shuffle_buffer=20, workers=workers, steps_per_epoch=5, labels=plan)
+    whole = loader(built, **opts)
+    it = iter(whole)
+    before = [next(it) for _ in range(7)]                      # into the second epoch
+    state = whole.state_dict()
+    after = [next(it) for _ in range(5)]                       # and on into the third
+    resumed = loader(built, **opts)
+    resumed.load_state_dict(state)
+    again = iter(resumed)
+    for a in after:
+        b = next(again)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(before[-1]["x"], after[0]["x"])

@@ -20,7 +20,7 @@ from rladder.core import Needs, Task, TaskOptions, checkpoint
 from rladder.core.cli import cli
 from rladder.core.train import Interrupted, TrainingStopped, lr_factor
 from rladder.core.config import TrainConfig
-from rladder.registry import Component, get_registry, hookimpl
+from rladder.registry import Component, ConfigError, get_registry, hookimpl
 
 TINY = pathlib.Path(__file__).resolve().parent / "configs" / "tiny_omm.toml"
 
@@ -51,16 +51,29 @@ def test_a_run_writes_its_folder_and_learns(config_file, tmp_path, make_trainer)
     assert json.loads((run / "meta.json").read_text())["device"] == "cpu"
 
 
-def test_resume_is_bit_identical_on_cpu(config_file, tmp_path, make_trainer, interrupt):
-    whole = make_trainer(config_file, tmp_path / "whole")
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory):
+    from rladder.core.shards import build
+    out = tmp_path_factory.mktemp("tiny") / "shards"
+    build({"name": "occluded_mnist", "train": 64, "val": 32, "test": 32}, out, shard_size=8, log=lambda m: None)
+    return out
+
+
+@pytest.mark.parametrize("loader", ["memory", "shards"])
+def test_resume_is_bit_identical_on_cpu(config_file, tmp_path, make_trainer, interrupt, loader, request):
+    sets = []
+    if loader == "shards":       # resampled shards, 3 steps per epoch: the interruption falls mid-epoch
+        sets = ["loader.name=webdataset", f"loader.shards={request.getfixturevalue('tiny_shards')}",
+                "loader.steps_per_epoch=3", "loader.shuffle_buffer=16"]
+    whole = make_trainer(config_file, tmp_path / "whole", *sets)
     whole.fit()
 
-    part = make_trainer(config_file, tmp_path / "part")
+    part = make_trainer(config_file, tmp_path / "part", *sets)
     interrupt(part, 5)
     with pytest.raises(Interrupted, match="interrupted at step 5; checkpoint saved"):
         part.fit()
     assert checkpoint.load(part.last_path)["step"] == 5
-    resumed = make_trainer(config_file, tmp_path / "part", resume=True)
+    resumed = make_trainer(config_file, tmp_path / "part", *sets, resume=True)
     assert resumed.step == 5
     resumed.fit()
     a, b = params(whole), params(resumed)
@@ -69,6 +82,10 @@ def test_resume_is_bit_identical_on_cpu(config_file, tmp_path, make_trainer, int
     assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
     steps = [json.loads(line)["step"] for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and len(steps) == len(set((s, i) for i, s in enumerate(steps)))
+    if loader == "shards":
+        with pytest.raises(ConfigError, match="holds the data position of loader 'webdataset', which loader "
+                                              "'memory' cannot continue from"):
+            make_trainer(config_file, tmp_path / "part", resume=True)
 
 
 @attrs.frozen
