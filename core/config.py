@@ -99,7 +99,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist (give the path of a TOML file, "
-                          f"for example configs/omm_rladder_tiny.toml)")
+                          f"for example configs/omm/rladder_quick.toml)")
     try:
         return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
