@@ -142,6 +142,24 @@ def test_pipe_urls_work(built):
     assert sum(len(b["y"]) for b in ld) == 24
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="webdataset reads http(s) URLs through curl")
+def test_http_urls_work(built):
+    import functools
+    import http.server
+    import threading
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(built)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ld = loader(built, "val", train=False, shards=f"http://127.0.0.1:{server.server_port}")
+        assert sum(len(b["y"]) for b in ld) == 24
+    finally:
+        server.shutdown()
+
+
 def test_cli_build_verify_any_dataset(tmp_path):
     runner = CliRunner()
     out = tmp_path / "syn"
