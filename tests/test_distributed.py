@@ -124,7 +124,8 @@ if dist.rank == 0:
     time.sleep(2)
 arrived = time.time()
 distributed.leave()
-print(f"rank {dist.rank} arrived {arrived:.3f} left {time.time():.3f} sum {t.item():.0f}", flush=True)
+with open(f"{sys.argv[1]}/rank{dist.rank}.txt", "w") as fh:      # one file each: stdout lines would interleave
+    fh.write(f"{arrived} {time.time()} {t.item():.0f}")
 """
 
 
@@ -133,9 +134,10 @@ def test_processes_leave_the_group_together(tmp_path):
     script = tmp_path / "leave.py"
     script.write_text(LEAVE)
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(script)], capture_output=True, text=True, timeout=120,
+                          str(script), str(tmp_path)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
-    times = {int(w[1]): (float(w[3]), float(w[5]), w[7]) for w in map(str.split, out.stdout.splitlines())}
+    times = {r: (tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)}
+    times = {r: (float(arrived), float(left), total) for r, (arrived, left, total) in times.items()}
     assert times[0][2] == times[1][2] == "2"
     assert times[1][1] >= times[0][0], "process 1 left before process 0 had finished"
