@@ -150,23 +150,25 @@ def main():
                      f"| {r['samples_per_s']:.1f} | {r['gflops']:.0f} | {100 * r['gflops'] / ref:.0f} % "
                      f"| {100 * r['data_wait']:.2f} % | {r['foreign_cores']:.2f} |")
     lines += ["", f"Occluded Moving MNIST generator (6 frames of 32x32, real digits): **{gen:,.0f} sequences/s**."]
-    text = "\n".join(lines)
+    publish("\n".join(lines), "omm", args.write)
+
+
+def publish(text: str, section: str, path: Path | None) -> None:
+    """Print ``text``; with ``path``, also put it, under the command that ran and today's date, between
+    the <!-- bench:SECTION --> markers of that Markdown file (appending the section if it is new)."""
     print(text)
-    if args.write:
-        cmd = "python tools/bench_omm.py " + " ".join(sys.argv[1:])
-        write_section(args.write, "omm", f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')})\n\n{text}\n")
-
-
-def write_section(path: Path, name: str, body: str) -> None:
-    """Replace the text between <!-- bench:NAME --> markers (or append the section)."""
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"{start}\n{body}{end}"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    if path is None:
+        return
+    from rladder.core.files import write_text
+    cmd = f"python tools/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
+    start, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
+    block = f"{start}\nCommand: `{cmd}` ({time.strftime('%Y-%m-%d')})\n\n{text}\n{end}"
+    old = path.read_text() if path.is_file() else "# Benchmarks\n"
+    if start in old and end in old:
+        new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
     else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+        new = old.rstrip() + "\n\n" + block + "\n"
+    write_text(path, new)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_omm import train_benchmark, wait_quiet, write_section  # noqa: E402
+from bench_omm import publish, train_benchmark, wait_quiet  # noqa: E402
 
 
 def read_rate(loader, batches: int) -> float:
@@ -95,11 +95,7 @@ def main():
     lines += ["", f"The slowest shard reader delivers {slowest / max(consumption.values()):.0f}x what the fastest "
                   f"training here consumes. The semi-supervised loader spends {start_s:.1f} s at start reading "
                   f"its {len(labels.labeled):,} labelled samples from the shards (one pass over them)."]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        cmd = "python tools/bench_shards.py " + " ".join(sys.argv[1:])
-        write_section(args.write, "shards", f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')})\n\n{text}\n")
+    publish("\n".join(lines), "shards", args.write)
 
 
 if __name__ == "__main__":

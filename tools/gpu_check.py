@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_omm import write_section  # noqa: E402
+from bench_omm import publish  # noqa: E402
 
 
 def data_table(batch: int, tiny: bool) -> dict:
@@ -91,11 +91,7 @@ def main():
              "| variant | samples/s | data wait | first interval s/step | loss at the end |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {r['samples_per_s']:.0f} | {100 * r['data_wait']:.1f} % | {r['first_interval_s']:.2f} "
               f"| {r['loss']:.3f} |" for n, r in results.items()]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        cmd = "python tools/gpu_check.py " + " ".join(sys.argv[1:])
-        write_section(args.write, "gpu", f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')})\n\n{text}\n")
+    publish("\n".join(lines), "gpu", args.write)
 
 
 if __name__ == "__main__":
