@@ -11,7 +11,6 @@ out after RLADDER_DIST_TIMEOUT seconds (default 300) instead of hanging.
 from __future__ import annotations
 
 import datetime
-import gc
 import os
 from collections.abc import Sequence
 
@@ -40,9 +39,13 @@ def join(dist: Dist, device: str = "auto") -> None:
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(dist.local_rank)
-    timeout = datetime.timedelta(seconds=float(os.environ.get("RLADDER_DIST_TIMEOUT", "300")))
     torch_dist.init_process_group("nccl" if use_cuda else "gloo", rank=dist.rank, world_size=dist.world,
-                                  timeout=timeout)
+                                  timeout=_timeout())
+
+
+def _timeout() -> datetime.timedelta:
+    """How long a collective (or the meeting before leaving) may wait: RLADDER_DIST_TIMEOUT seconds."""
+    return datetime.timedelta(seconds=float(os.environ.get("RLADDER_DIST_TIMEOUT", "300")))
 
 
 def leave(*, meet: bool = True) -> None:
@@ -51,8 +54,7 @@ def leave(*, meet: bool = True) -> None:
     gloo tears its connections down at once; a process that does so while a peer is still
     completing the last collective can make that peer abort ("terminate called without an
     active exception", seen once in CI at the end of a 2-process run). So the processes first
-    meet through the rendezvous store (plain TCP, not gloo), and garbage that may still hold
-    the group (a DDP reducer in a reference cycle) is collected before the group is destroyed.
+    meet through the rendezvous store (plain TCP, not gloo) before the group is destroyed.
 
     ``meet=False`` is for a process that fails: it must not wait for the others (they may be
     blocked in a collective it will never join); the launcher stops them when it exits.
@@ -61,19 +63,17 @@ def leave(*, meet: bool = True) -> None:
         return
     if meet:
         _meet_in_store("rladder/leave")
-    gc.collect()
     torch_dist.destroy_process_group()
 
 
 def _meet_in_store(key: str) -> None:
     """Wait until every process has reached this point, through the default group's key-value store."""
     world = torch_dist.get_world_size()
-    timeout = datetime.timedelta(seconds=float(os.environ.get("RLADDER_DIST_TIMEOUT", "300")))
     try:
         store = torch_dist.distributed_c10d._get_default_store()
         if store.add(f"{key}/arrived", 1) == world:
             store.set(f"{key}/all", "1")
-        store.wait([f"{key}/all"], timeout)
+        store.wait([f"{key}/all"], _timeout())
     except (RuntimeError, AttributeError, ValueError):
         # A store that is gone (its host process ended first) means the others have left already.
         pass

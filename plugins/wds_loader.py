@@ -94,6 +94,7 @@ class WebDatasetLoader(Loader):
                 f"--shard-size (at most {max(1, self.samples // readers)}) or use fewer workers or processes.")
         self.labels = labels if train else None
         self.stream_batch = batch_size                  # global batch drawn from the shard stream
+        self.skip: set[int] = set()                     # sample indices the stream leaves out
         if self.labels is not None:
             self.n_labeled = self.labels.labeled_per_batch(batch_size, world)
             self.stream_batch = batch_size - self.n_labeled if self.labels.use_unlabeled else 0
@@ -127,8 +128,7 @@ class WebDatasetLoader(Loader):
         """One pass over the training shards, keeping (decoded) the samples of the labelled subset."""
         wanted = {int(i): n for n, i in enumerate(indices)}
         found: dict[int, dict[str, np.ndarray]] = {}
-        for sample in wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self._handler),
-                                       self._check, wds.select(lambda s: self._index(s) in wanted), wds.map(_decode)):
+        for sample in self._in_order(lambda s: self._index(s) in wanted):
             found[wanted[self._index(sample)]] = sample
         if len(found) != len(wanted):
             missing = sorted(int(i) for n, i in enumerate(indices) if n not in found)
@@ -144,10 +144,9 @@ class WebDatasetLoader(Loader):
         idx = idx[self.rank * share:(self.rank + 1) * share]
         return {k: v[idx] for k, v in self.labeled.items()}
 
-    def _unlabeled(self, src):
-        for sample in src:
-            if self._index(sample) not in self.skip:
-                yield sample
+    def _streamed(self, sample: Mapping[str, Any]) -> bool:
+        """Whether the shard stream passes ``sample`` on (not when it belongs to the labelled subset)."""
+        return not self.skip or self._index(sample) not in self.skip
 
     # ------------------------------------------------------------------ pipelines
     def _check(self, src):
@@ -187,13 +186,9 @@ class WebDatasetLoader(Loader):
                         f"folder, or set loader.on_error = 'warn' to skip bad shards")
 
     def _handler(self, exn: Exception) -> bool:
+        """webdataset's handler for a shard it cannot read (a broken tar, a failed download)."""
         shard = next((a for a in reversed(getattr(exn, "args", ())) if isinstance(a, str) and a in self.urls), None)
-        where = f"shard {shard}" if shard else "a shard"
-        if self.o.on_error == "warn":
-            print(f"warning: skipping the rest of {where}: {exn}", file=sys.stderr)
-            return True
-        raise DataError(f"{where} is truncated or corrupt ({type(exn).__name__}: {exn}); run "
-                        f"`rladder data verify` on the shard folder, or set loader.on_error = 'warn' to skip it")
+        return self._bad(shard, f"{type(exn).__name__}: {exn}")
 
     def _worker(self) -> tuple[int, int]:
         info = torch.utils.data.get_worker_info()
@@ -203,12 +198,10 @@ class WebDatasetLoader(Loader):
         wid, nw = self._worker()
         yield from islice(islice(src, self.rank, None, self.world), wid, None, nw)
 
-    def _samples(self) -> wds.DataPipeline:
+    def _in_order(self, keep) -> wds.DataPipeline:
+        """The decoded samples ``keep`` accepts, from every shard in order (one reader)."""
         return wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self._handler),
-                                self._check, *self._skip_labeled(), wds.map(_decode))
-
-    def _skip_labeled(self) -> list:
-        return [self._unlabeled] if self.labels is not None else []
+                                self._check, wds.select(keep), wds.map(_decode))
 
     def _pipeline(self) -> wds.DataPipeline:
         collate = self._stack
@@ -224,7 +217,8 @@ class WebDatasetLoader(Loader):
         shards = wds.ResampledShards(self.urls, seed=self.seed * 1_000_003 + self.epoch, worker_seed=worker_seed,
                                      deterministic=True)
         return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=self._handler), self._check,
-                                *self._skip_labeled(), wds.shuffle(self.o.shuffle_buffer, initial=min(100, self.o.shuffle_buffer),
+                                wds.select(self._streamed),
+                                wds.shuffle(self.o.shuffle_buffer, initial=min(100, self.o.shuffle_buffer),
                                             rng=random.Random(self.seed * 7 + rank * 1000 + self.epoch)),
                                 wds.map(_decode),
                                 wds.batched(self.stream_batch // self.world, collation_fn=collate, partial=False))
@@ -285,7 +279,7 @@ class WebDatasetLoader(Loader):
         share = self.stream_batch // self.world
         lo, hi = self.rank * share, (self.rank + 1) * share
         while True:
-            samples = self._samples()
+            samples = self._in_order(self._streamed)
             buffer: list[dict[str, np.ndarray]] = []
             done = 0
             for sample in samples:
