@@ -9,7 +9,8 @@ Sources, tried in this order with ``source = "auto"``:
 3. a download of the IDX files from public mirrors (online users), checked by sha256.
 Whatever the source, the decoded images and labels must hash to the official IDX payloads, so
 a corrupt or truncated file is an error that names it. The result is written once to
-``<cache_dir>/mnist-<hash>.npz`` (a temporary file renamed into place, so no half-written cache).
+``<cache_dir>/mnist-<hash>.npz`` (a temporary file renamed into place, so no half-written cache); a
+damaged cache (truncated, bit-flipped, empty, other content) is rebuilt with a warning naming it.
 
 Splits: ``train`` = official training images 0..49999, ``val`` = 50000..59999, ``test`` = the
 official 10k test set (the classic pickle's split).
@@ -22,6 +23,7 @@ import hashlib
 import io
 import os
 import pickle
+import sys
 import urllib.request
 from importlib import metadata
 from pathlib import Path
@@ -75,17 +77,29 @@ def load_mnist(src: MNISTSource) -> dict[str, np.ndarray]:
     """``{"train_x": (60000, 28, 28) uint8, "train_y": (60000,) int64, "test_x", "test_y"}``."""
     cached = cache_dir(src) / CACHE_NAME
     if cached.is_file():
-        try:
-            with np.load(cached) as z:
-                arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}
-            _verify(arrays, str(cached))
+        arrays = _read_cache(cached)
+        if arrays is not None:
             return arrays
-        except (OSError, ValueError, KeyError, EOFError, DataError):
-            pass  # a damaged cache is rebuilt below
     arrays = _from_sources(src)
     _verify(arrays, "the MNIST source")
     _write_npz(cached, arrays)
     return arrays
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None (after a one-line warning naming the file) when the cache is damaged:
+    truncated, bit-flipped, empty, or a readable file that is not this MNIST."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}
+        _verify(arrays, str(path))
+        return arrays
+    except Exception as exc:  # noqa: BLE001 - whatever fails to read our own cache means it is damaged
+        reason = "its arrays are not the official MNIST" if isinstance(exc, DataError) else \
+            f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        print(f"warning: the MNIST cache {path} is damaged ({reason}); rebuilding it from the source",
+              file=sys.stderr)
+        return None
 
 
 def _from_sources(src: MNISTSource) -> dict[str, np.ndarray]:

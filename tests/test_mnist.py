@@ -154,3 +154,39 @@ def test_download_checks_sha256_and_keeps_only_good_files(tmp_path, monkeypatch)
     with pytest.raises(DataError, match="wrong sha256"):
         M.download(tmp_path / "dl2", mirrors=(f"file://{mirror}/",))
     assert not (tmp_path / "dl2" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def _damage(path, how):
+    """Damage a cache file as a crash, a bad disk or a stray write would."""
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bit-flipped":
+        flipped = bytearray(data)
+        flipped[len(data) // 3] ^= 0x10                      # inside train_x: its CRC no longer matches
+        path.write_bytes(bytes(flipped))
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:                                                    # a valid .npz with the right keys, not MNIST
+        np.savez(path, train_x=np.zeros((2, 28, 28), np.uint8), train_y=np.zeros(2, np.int64),
+                 test_x=np.zeros((1, 28, 28), np.uint8), test_y=np.zeros(1, np.int64))
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "empty", "wrong content"])
+def test_every_damaged_cache_is_rebuilt_with_a_warning(tmp_path, official, capsys, how):
+    arrays, folder = official
+    src = M.MNISTSource(data_dir=str(folder), source="idx", cache_dir=str(tmp_path))
+    M.load_mnist(src)
+    cached = tmp_path / M.CACHE_NAME
+    _damage(cached, how)
+    capsys.readouterr()
+    got = M.load_mnist(src)
+    np.testing.assert_array_equal(got["test_x"], arrays["test_x"])
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: the MNIST cache {cached} is damaged")
+    assert warnings[0].endswith("rebuilding it from the source")
+    with np.load(cached) as z:                               # the rebuilt cache is whole again
+        M._verify({k: z[k] for k in ("train_x", "train_y", "test_x", "test_y")}, "rebuilt cache")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [M.CACHE_NAME]   # no temporary file left
+    M.load_mnist(src)
+    assert capsys.readouterr().err == ""                     # and it is used quietly from now on
