@@ -256,12 +256,14 @@ def _run_training(config, run_dir, resume: bool, no_test: bool, no_pictures: boo
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--no-test", is_flag=True, help="Skip the test-set evaluation and pictures at the end.")
 @click.option("--no-pictures", is_flag=True, help="Skip the pictures at the end.")
+@click.option("--restart", is_flag=True,
+              help="Start over a run in --run-dir that stopped before its first checkpoint (its files are removed).")
 @distributed_options
-def train_cmd(configs, sets, run_dir, print_config, no_test, no_pictures, **launch) -> None:
+def train_cmd(configs, sets, run_dir, print_config, no_test, no_pictures, restart, **launch) -> None:
     """Train from CONFIG files; evaluate the best checkpoint on the test split and draw pictures."""
     from pathlib import Path
 
-    from rladder.core import distributed
+    from rladder.core import distributed, runs
     from rladder.core.config import to_toml
 
     config = load(configs, sets)
@@ -272,13 +274,20 @@ def train_cmd(configs, sets, run_dir, print_config, no_test, no_pictures, **laun
     if worker and not run_dir:
         raise ConfigError("under torchrun every process must write to the same folder: give --run-dir DIR")
     run_dir = Path(run_dir or _default_run_dir(configs))
-    if not worker and ((run_dir / "checkpoints").exists() or (run_dir / "config.toml").exists()):
-        raise ConfigError(f"{run_dir} already holds a run; continue it with `rladder resume {run_dir}` or "
-                          f"choose another --run-dir")
-    if not worker:
-        click.echo(f"run folder: {run_dir}", err=True)
     args = ["train", *configs, *[f"--set={s}" for s in sets], "--run-dir", str(run_dir)]
     args += ["--no-test"] * no_test + ["--no-pictures"] * no_pictures
+    if not worker and runs.holds_run(run_dir):
+        if restart:
+            removed = runs.clear_run(run_dir)
+            click.echo(f"restarting the run in {run_dir}: removed {', '.join(removed) or 'nothing'}", err=True)
+        elif runs.checkpoints(run_dir):
+            raise ConfigError(f"{run_dir} already holds a run; continue it with `rladder resume {run_dir}` or "
+                              f"choose another --run-dir")
+        else:
+            nproc = ["--nproc", str(launch["nproc"])] if launch["nproc"] > 1 else []
+            raise runs.not_resumable_error(run_dir, args[1:] + nproc)
+    if not worker:
+        click.echo(f"run folder: {run_dir}", err=True)
     _run_training(config, run_dir, False, no_test, no_pictures, args, **launch)
 
 
@@ -289,9 +298,13 @@ def train_cmd(configs, sets, run_dir, print_config, no_test, no_pictures, **laun
 @distributed_options
 def resume_cmd(run_dir, no_test, no_pictures, **launch) -> None:
     """Continue a run from its last checkpoint (bit-identical on CPU), with as many processes as before."""
-    from rladder.core.runs import run_config
+    from pathlib import Path
+
+    from rladder.core.runs import not_resumable_error, run_config
 
     config = run_config(run_dir)
+    if not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        raise not_resumable_error(Path(run_dir))
     args = ["resume", str(run_dir)] + ["--no-test"] * no_test + ["--no-pictures"] * no_pictures
     _run_training(config, run_dir, True, no_test, no_pictures, args, **launch)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from rladder.core.cli import cli
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
 OVERLAYS = {"hierarchical_rnn.toml": "omm_rladder.toml"}  # overlays are checked on top of their base
+TINY = ROOT / "tests/configs/tiny_omm.toml"
 
 
 def run(*args):
@@ -110,3 +112,29 @@ def test_subprocess_exit_codes_and_debug(tmp_path):
     assert "Traceback" not in out.stderr and "--debug" in out.stderr
     out = subprocess.run([*exe, "--debug", "check", str(bad), "--batch", "1"], capture_output=True, text=True)
     assert out.returncode == 1 and "Traceback" in out.stderr
+
+
+def test_a_run_that_died_before_its_first_checkpoint_is_explained_and_can_be_restarted(tmp_path):
+    run_dir = tmp_path / "run"
+    died = subprocess.run([sys.executable, "-m", "rladder.core", "train", str(TINY), "--run-dir", str(run_dir),
+                           "--no-test"], env={**os.environ, "RLADDER_FAULT": "0:3"}, capture_output=True, text=True)
+    assert died.returncode == 3 and (run_dir / "config.toml").is_file() and not (run_dir / "checkpoints").exists()
+    explained = f"{run_dir} holds a run that stopped before its first checkpoint (metrics.jsonl reaches step 2;"
+    code, out = run("train", TINY, "--run-dir", run_dir)
+    assert code == 2 and explained in out
+    assert f"start it over with `rladder train {TINY} --run-dir {run_dir} --restart`" in out
+    code, out = run("resume", run_dir)                   # the restart command comes from meta.json
+    assert code == 2 and explained in out and "does not exist" not in out
+    assert f"start it over with `rladder train {TINY} --no-test --run-dir {run_dir} --restart`" in out
+
+    code, out = run("train", TINY, "--run-dir", run_dir, "--restart", "--no-test", "--set", "train.steps=4")
+    assert code == 0, out
+    assert f"restarting the run in {run_dir}: removed config.toml, meta.json, metrics.jsonl" in out
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 4] and "resumed" not in json.loads((run_dir / "meta.json").read_text())
+
+    code, out = run("train", TINY, "--run-dir", run_dir, "--restart")  # never deletes trained weights
+    assert code == 2 and "holds checkpoints (last.pt, best.pt); --restart only starts over" in out
+    assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "config.toml").is_file()
+    code, out = run("train", TINY, "--run-dir", run_dir)
+    assert code == 2 and "already holds a run; continue it with `rladder resume" in out
