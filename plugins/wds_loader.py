@@ -21,8 +21,8 @@ batch takes its labelled share from it exactly as the in-memory loader does (sam
 and the rest from the shard stream, which skips the labelled samples. Batches carry
 ``label_mask``. ``labels.unlabeled = false`` trains on the labelled subset alone.
 
-A truncated or corrupt shard raises an error naming it; ``on_error = "warn"`` warns and skips
-the rest of that shard instead. Batches are decoded from ``.npy`` members (no pickles) and
+A truncated or corrupt shard raises an error naming it; ``on_error = "warn"`` warns (once per
+shard and process) and skips the rest of that shard instead. Batches are decoded from ``.npy`` members (no pickles) and
 turned into model batches by the dataset's ``to_batch``, so they equal in-memory batches.
 """
 
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import sys
+import tarfile
 from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import Any, Literal
@@ -113,6 +115,8 @@ class WebDatasetLoader(Loader):
         else:
             self.per_epoch = o.steps_per_epoch or max(1, len(self.labels.labeled) // batch_size)
         self.epoch, self.position = 0, 0
+        self.shard: str | None = None                   # the shard being read (for error messages)
+        self.reported: set[str | None] = set()          # bad shards already warned about (on_error = "warn")
 
     def __len__(self) -> int:
         if self.train:
@@ -176,19 +180,41 @@ class WebDatasetLoader(Loader):
         if expected is not None and count != expected:
             self._bad(url, f"{count} samples, the manifest says {expected}")
 
-    def _bad(self, url, problem: str) -> bool:
-        """Raise (or, with on_error = 'warn', warn and return True: skip the rest of the shard)."""
+    def _bad(self, url, problem: str, state: str = "is truncated or corrupt") -> bool:
+        """Raise (or, with on_error = 'warn', warn once per shard and process and return True: skip the rest
+        of the shard)."""
         where = f"shard {url}" if url else "a shard"
         if self.o.on_error == "warn":
-            print(f"warning: skipping the rest of {where}: {problem}", file=sys.stderr)
+            if url not in self.reported:
+                self.reported.add(url)
+                print(f"warning: {where} {state} ({problem}); skipping the rest of it", file=sys.stderr)
             return True
-        raise DataError(f"{where} is truncated or corrupt: {problem}; run `rladder data verify` on the shard "
-                        f"folder, or set loader.on_error = 'warn' to skip bad shards")
+        raise DataError(f"{where} {state} ({problem}); run `rladder data verify` on the shard folder, or set "
+                        f"loader.on_error = 'warn' to skip bad shards")
+
+    def _reading(self, src):
+        """Pass the shard list on, noting which shard webdataset opens (its error handler is not told)."""
+        for shard in src:
+            self.shard = shard.get("url")
+            yield shard
 
     def _handler(self, exn: Exception) -> bool:
-        """webdataset's handler for a shard it cannot read (a broken tar, a failed download)."""
-        shard = next((a for a in reversed(getattr(exn, "args", ())) if isinstance(a, str) and a in self.urls), None)
-        return self._bad(shard, f"{type(exn).__name__}: {exn}")
+        """webdataset's handler for a shard it cannot read (a broken tar, a failed download). webdataset
+        appends the stream and URL to the exception's args, and calls the handler again for the same
+        failure one stage up: the problem is told in plain words, and our own error passes through as it is."""
+        if isinstance(exn, DataError):
+            exn.args = exn.args[:1]
+            raise exn
+        if isinstance(exn, OSError) and exn.strerror:
+            text = exn.strerror
+        else:
+            text = str(exn.args[0]) if exn.args else ""
+            head, at, tail = text.rpartition(" @ ")           # webdataset appends " @ <the stream's repr>"
+            text = head if at and tail.startswith("<") else text
+            status = re.search(r": exit (-?\d+) \(read\)", text)  # a pipe: URL whose command failed
+            text = f"its command exited with status {status[1]}" if status else text
+        state = "is truncated or corrupt" if isinstance(exn, tarfile.TarError | EOFError) else "cannot be read"
+        return self._bad(self.shard, f"{type(exn).__name__}: {text}" if text else type(exn).__name__, state)
 
     def _worker(self) -> tuple[int, int]:
         info = torch.utils.data.get_worker_info()
@@ -200,13 +226,14 @@ class WebDatasetLoader(Loader):
 
     def _in_order(self, keep) -> wds.DataPipeline:
         """The decoded samples ``keep`` accepts, from every shard in order (one reader)."""
-        return wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self._handler),
-                                self._check, wds.select(keep), wds.map(_decode))
+        return wds.DataPipeline(wds.SimpleShardList(self.urls), self._reading,
+                                wds.tarfile_to_samples(handler=self._handler), self._check, wds.select(keep),
+                                wds.map(_decode))
 
     def _pipeline(self) -> wds.DataPipeline:
         collate = self._stack
         if not self.train:
-            return wds.DataPipeline(wds.SimpleShardList(self.urls), self._split,
+            return wds.DataPipeline(wds.SimpleShardList(self.urls), self._split, self._reading,
                                     wds.tarfile_to_samples(handler=self._handler), self._check, wds.map(_decode),
                                     wds.batched(self.local_batch, collation_fn=collate, partial=True))
         rank = self.rank
@@ -216,7 +243,7 @@ class WebDatasetLoader(Loader):
 
         shards = wds.ResampledShards(self.urls, seed=self.seed * 1_000_003 + self.epoch, worker_seed=worker_seed,
                                      deterministic=True)
-        return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=self._handler), self._check,
+        return wds.DataPipeline(shards, self._reading, wds.tarfile_to_samples(handler=self._handler), self._check,
                                 wds.select(self._streamed),
                                 wds.shuffle(self.o.shuffle_buffer, initial=min(100, self.o.shuffle_buffer),
                                             rng=random.Random(self.seed * 7 + rank * 1000 + self.epoch)),

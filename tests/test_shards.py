@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tarfile
 
 import numpy as np
 import pytest
@@ -135,6 +136,36 @@ def test_truncated_and_corrupt_shards(built, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="val-000000.tar: 16 samples, the manifest says 17"):
         S.verify(bad, log=lambda m: None)
+
+
+def cut_mid_member(shard, member=10):
+    """Truncate a shard in the middle of one member's data (an interrupted copy or download)."""
+    with tarfile.open(shard) as tar:
+        info = tar.getmembers()[member]
+    shard.write_bytes(shard.read_bytes()[:info.offset_data + info.size // 2])
+
+
+@pytest.mark.parametrize("mode", ["ordered", "resampled"])
+def test_a_shard_cut_mid_member_is_named_once_in_plain_words_and_warned_about_once(built, tmp_path, capsys, mode):
+    bad = tmp_path / "bad"
+    shutil.copytree(built, bad)
+    shards = [bad / "train-000002.tar", bad / "train-000004.tar"]
+    for shard in shards:
+        cut_mid_member(shard)
+    with pytest.raises(DataError) as err:
+        for _ in loader(bad, mode=mode, steps_per_epoch=12):
+            pass
+    msg = str(err.value)
+    assert len(err.value.args) == 1 and msg.startswith(f"shard {shards[0]} is truncated or corrupt (ReadError: "
+                                                       f"unexpected end of data); run `rladder data verify`")
+    assert msg.count(".tar") == 1 and "BufferedReader" not in msg and "(<" not in msg and "('" not in msg
+    capsys.readouterr()
+    batches = iter(loader(bad, mode=mode, on_error="warn", steps_per_epoch=12))
+    for _ in range(60):                                  # five epochs and more: each bad shard read again and again
+        next(batches)
+    warnings = capsys.readouterr().err.splitlines()
+    assert sorted(warnings) == [f"warning: shard {shard} is truncated or corrupt (ReadError: unexpected end of data); "
+                                f"skipping the rest of it" for shard in shards]
 
 
 def test_pipe_urls_work(built):
