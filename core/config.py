@@ -101,9 +101,20 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(p)!r} does not exist (give the path of a TOML file, "
                           f"for example configs/omm/rladder_quick.toml)")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(toml_text(p, f"config file {str(p)!r}"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+
+
+def toml_text(path: Path, what: str) -> str:
+    """The text of a TOML file, which must be UTF-8 (a ConfigError names ``what`` otherwise)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line} cannot be "
+                          f"decoded); a config must be a UTF-8 TOML file: save it as UTF-8") from None
 
 
 def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from rladder.registry import ConfigError, DataError, Registry, get_registry
 
 from . import checkpoint
 from .assemble import Run, build_run
-from .config import RunConfig, from_dict
+from .config import RunConfig, from_dict, toml_text
 
 
 def run_config(run_dir: Path, registry: Registry | None = None) -> RunConfig:
@@ -24,7 +24,7 @@ def run_config(run_dir: Path, registry: Registry | None = None) -> RunConfig:
         raise ConfigError(f"{run_dir} is not an rladder run folder (no config.toml); give the folder that "
                           f"`rladder train` wrote")
     try:
-        return from_dict(tomllib.loads(path.read_text()), registry)
+        return from_dict(tomllib.loads(toml_text(path, f"the run's config {path}")), registry)
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"{path} is not valid TOML: {exc}") from None
 

@@ -102,3 +102,22 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("[data\nname=1")
     with pytest.raises(ConfigError, match="bad.toml' is not valid TOML"):
         load_config([bad])
+
+
+def test_a_config_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_path):
+    from click.testing import CliRunner
+
+    from rladder.core.cli import cli
+    from rladder.core.runs import run_config
+
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes("[train]\nlr = 0.1  # café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.toml' is not UTF-8 text \(byte 0xe9 on line 2 .*UTF-8 TOML file"):
+        load_config([latin1])
+    result = CliRunner().invoke(cli, ["config", str(latin1)])
+    assert result.exit_code == 2 and result.output.startswith(f"configuration error: config file '{latin1}' is not")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_bytes(latin1.read_bytes())
+    with pytest.raises(ConfigError, match=f"the run's config {run / 'config.toml'} is not UTF-8 text"):
+        run_config(run)
