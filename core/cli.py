@@ -10,6 +10,7 @@ import fnmatch
 import importlib.metadata
 import json
 import os
+import select
 import sys
 import time
 from collections.abc import Sequence
@@ -39,11 +40,29 @@ class LauncherGroup(click.Group):
             click.echo(f"{kind}: {exc}", err=True)
             sys.exit(exc.exit_code)
         except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, BrokenPipeError) and _stdout_gone():
+                # the reader of our output has gone (`rladder list | head -1`): stop quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(0)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"error: {type(exc).__name__}: {exc}\n(run `rladder --debug ...` to see the traceback)",
                        err=True)
             sys.exit(1)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has closed it (a BrokenPipeError from elsewhere,
+    such as a worker's socket, stays an error)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & select.POLLERR for _, event in poller.poll(0))
 
 
 def version() -> str:

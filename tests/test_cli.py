@@ -138,3 +138,16 @@ def test_a_run_that_died_before_its_first_checkpoint_is_explained_and_can_be_res
     assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "config.toml").is_file()
     code, out = run("train", TINY, "--run-dir", run_dir)
     assert code == 2 and "already holds a run; continue it with `rladder resume" in out
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(monkeypatch):
+    """`rladder list | head -1`: the reader closes the pipe; no BrokenPipeError, no traceback, exit 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "rladder.core", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()                                  # gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and err == ""
+    # a broken pipe that is not stdout (a worker's socket, a pipe: URL) is still an error
+    monkeypatch.setattr("rladder.core.cli.registry", lambda: (_ for _ in ()).throw(BrokenPipeError(32, "socket")))
+    code, out = run("list")
+    assert code == 1 and out.startswith("error: BrokenPipeError:")
