@@ -69,27 +69,42 @@ def version() -> str:
     return importlib.metadata.version("rladder")
 
 
+def _global_option(ctx: click.Context, param: click.Parameter, value) -> None:
+    """Apply --debug, --plugins or --disable-plugins, wherever it was given."""
+    if value is None or value is False:
+        return
+    obj = ctx.ensure_object(dict)
+    if param.name == "debug":
+        obj["debug"] = True
+        return
+    # Environment variables, so that worker processes started later load the same plugins.
+    from rladder.registry import reset_registry
+
+    os.environ[ALLOW_ENV if param.name == "allow" else BLOCK_ENV] = value
+    reset_registry(None)
+
+
+def global_options(fn):
+    """The launcher's own options, accepted before the command name and after it (the later one wins)."""
+    common = {"expose_value": False, "is_eager": True, "callback": _global_option}
+    for opt in reversed([
+        click.option("--debug", is_flag=True, help="Show tracebacks instead of one-paragraph errors.", **common),
+        click.option("--plugins", "allow", metavar="NAMES", help=f"Load only these third-party plugins "
+                     f"(comma-separated names or globs; env {ALLOW_ENV}).", **common),
+        click.option("--disable-plugins", "block", metavar="NAMES",
+                     help=f"Do not load these plugins (comma-separated names or globs; env {BLOCK_ENV}).", **common),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
 @click.group(cls=LauncherGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(version(), "--version", prog_name="rladder", message="%(prog)s %(version)s")
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-paragraph errors.")
-@click.option("--plugins", "allow", metavar="NAMES",
-              help=f"Load only these third-party plugins (comma-separated names or globs; env {ALLOW_ENV}).")
-@click.option("--disable-plugins", "block", metavar="NAMES",
-              help=f"Do not load these plugins (comma-separated names or globs; env {BLOCK_ENV}).")
+@global_options
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, allow: str | None, block: str | None) -> None:
+def cli(ctx: click.Context) -> None:
     """rladder: Recurrent Ladder networks (Prémont-Schwarz et al., NIPS 2017) from registry names."""
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    # Environment variables, so that worker processes started later load the same plugins.
-    if allow is not None or block is not None:
-        from rladder.registry import reset_registry
-
-        if allow is not None:
-            os.environ[ALLOW_ENV] = allow
-        if block is not None:
-            os.environ[BLOCK_ENV] = block
-        reset_registry(None)
 
 
 def registry():
@@ -431,6 +446,17 @@ def data_verify_cmd(folder) -> None:
     total = sum(s["samples"] for s in manifest["splits"].values())
     click.echo(f"ok: {manifest['dataset']}, {total} samples in "
                f"{sum(len(s['shards']) for s in manifest['splits'].values())} shards match the manifest")
+
+
+def _accept_global_options(group: click.Group, options: list[click.Parameter]) -> None:
+    """Give every command (and sub-group) of ``group`` the launcher's own options."""
+    for command in group.commands.values():
+        command.params.extend(options)
+        if isinstance(command, click.Group):
+            _accept_global_options(command, options)
+
+
+_accept_global_options(cli, [p for p in cli.params if p.callback is _global_option])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -151,3 +151,20 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(monkeypatch):
     monkeypatch.setattr("rladder.core.cli.registry", lambda: (_ for _ in ()).throw(BrokenPipeError(32, "socket")))
     code, out = run("list")
     assert code == 1 and out.startswith("error: BrokenPipeError:")
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-the-command", "after-the-command"])
+def test_launcher_options_before_or_after_the_command(after, tmp_path):
+    from rladder.registry import ALLOW_ENV, ConfigError
+
+    def order(options, *command):
+        return [*command, *options] if after else [*options, *command]
+
+    code, out = run(*order(["--disable-plugins", "rladder.decoders"], "list", "decoder_cell"))
+    assert code == 0 and "no decoder_cells" in out
+    code, out = run(*order(["--plugins", "mine*"], "plugins", "--json"))
+    assert code == 0 and json.loads(out)["plugins"] and os.environ[ALLOW_ENV] == "mine*"
+    result = CliRunner().invoke(cli, order(["--debug"], "describe", "encoder_cell", "conv_lstn"))
+    assert isinstance(result.exception, ConfigError)     # --debug lets the error through, with its traceback
+    code, out = run(*order(["--disable-plugins", "none"], "data", "verify", tmp_path))   # in a sub-group too
+    assert code == 2 and "has no manifest.json" in out
