@@ -173,7 +173,7 @@ def describe_cmd(kind: str, name: str, as_json: bool) -> None:
     click.echo(f"{kind} {name!r}: {comp.description}")
     click.echo(f"provided by {comp.provider}")
     doc = (comp.factory.__doc__ or "").strip().splitlines()
-    if doc:
+    if doc and doc[0].strip().rstrip(".") != comp.description.strip().rstrip("."):   # often the same line
         click.echo(f"  {doc[0]}")
     click.echo("options:" if info["options"] else "options: none")
     for row in info["options"]:

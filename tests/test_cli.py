@@ -59,6 +59,13 @@ def test_describe():
     assert code == 2 and "did you mean 'conv_lstm'" in out.lower()
 
 
+def test_describe_says_the_description_once():
+    code, out = run("describe", "model", "omm_rladder")    # its factory's docstring starts with the same line
+    assert code == 0 and out.count("Occluded Moving MNIST RLadder (spec 4.1.3)") == 1
+    code, out = run("describe", "encoder_cell", "conv_lstm")   # a docstring that says more is still shown
+    assert "Convolutional LSTM" in out and "[i, f, o, g] = Norm(Conv([x; d; h]))" in out
+
+
 @pytest.mark.parametrize("config", [c for c in CONFIGS if c.name not in OVERLAYS], ids=lambda p: p.name)
 def test_every_example_config_passes_check(config):
     code, out = run("check", config)
