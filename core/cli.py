@@ -237,10 +237,18 @@ def _finish(run_dir, pictures: bool) -> None:
     results = evaluate_run(run_dir, "test")
     click.echo(format_results(results, f"test ({results['checkpoint']} checkpoint, step {results['step']})"))
     if pictures:
-        from rladder.core.viz import write_pictures
+        _pictures(run_dir)
 
-        for path in write_pictures(run_dir):
-            click.echo(f"picture: {path}")
+
+def _pictures(run_dir, **options) -> None:
+    """Draw the run's pictures and list them, saying which ones replaced a file that was there."""
+    from pathlib import Path
+
+    from rladder.core.viz import write_pictures
+
+    before = {p.resolve() for p in Path(run_dir).glob("*.png")}
+    for path in write_pictures(run_dir, **options):
+        click.echo(f"picture: {path}" + (" (replaced)" if Path(path).resolve() in before else ""))
 
 
 def distributed_options(fn):
@@ -381,10 +389,7 @@ def predict_cmd(run_dir, input_path, output_path, which, rollout) -> None:
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
 def viz_cmd(run_dir, split, samples, which) -> None:
     """Pictures: inputs, predictions and class beliefs per step (like the paper's Fig. 4), learning curves."""
-    from rladder.core.viz import write_pictures
-
-    for path in write_pictures(run_dir, split=split, samples=samples, which=which):
-        click.echo(f"picture: {path}")
+    _pictures(run_dir, split=split, samples=samples, which=which)
 
 
 @cli.command("reproduce")

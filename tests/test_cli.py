@@ -175,3 +175,15 @@ def test_launcher_options_before_or_after_the_command(after, tmp_path):
     assert isinstance(result.exception, ConfigError)     # --debug lets the error through, with its traceback
     code, out = run(*order(["--disable-plugins", "none"], "data", "verify", tmp_path))   # in a sub-group too
     assert code == 2 and "has no manifest.json" in out
+
+
+def test_pictures_that_replace_earlier_ones_are_named_so(tmp_path):
+    run_dir = tmp_path / "run"
+    code, out = run("train", TINY, "--run-dir", run_dir, "--set", "train.steps=2", "--set", "train.eval_every=2")
+    first = [line for line in out.splitlines() if line.startswith("picture: ")]
+    assert code == 0 and f"picture: {run_dir / 'predictions.png'}" in first and "(replaced)" not in out
+    code, out = run("viz", run_dir, "--samples", "1")
+    assert code == 0 and [line for line in out.splitlines() if line.startswith("picture: ")] == \
+        [f"{line} (replaced)" for line in first]
+    code, out = run("resume", run_dir)                   # nothing to train; the test pass draws them again
+    assert code == 0 and f"picture: {run_dir / 'predictions.png'} (replaced)" in out
