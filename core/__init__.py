@@ -6,11 +6,11 @@ registry (entry-point group ``rladder``).
 
 from .interfaces import CellState, DataSpec, Dataset, DecoderCell, EncoderCell, Loader, Needs, Shape, Task, TaskOptions, to_device
 from .heads import Head, HeadSpec
-from .ladder import LadderState, Level, RLadder
+from .ladder import FeedbackLink, FeedbackSpec, LadderState, Level, RLadder
 from .assemble import LadderSpec, LevelSpec, Run, build_ladder, build_model, build_tasks, count_parameters
 
 __all__ = [
-    "CellState", "DataSpec", "Dataset", "DecoderCell", "EncoderCell", "Head", "Loader", "HeadSpec", "LadderSpec",
+    "CellState", "DataSpec", "Dataset", "DecoderCell", "EncoderCell", "FeedbackLink", "FeedbackSpec", "Head", "Loader", "HeadSpec", "LadderSpec",
     "LadderState", "Level", "LevelSpec", "Needs", "RLadder", "Run", "Shape", "Task", "TaskOptions", "build_ladder",
     "build_model", "build_tasks", "count_parameters", "to_device",
 ]

@@ -18,7 +18,7 @@ from rladder.registry import ConfigError, ContractError, Registry, get_registry,
 
 from .heads import Head, HeadSpec
 from .interfaces import DataSpec, Dataset, Shape, Task
-from .ladder import Level, RLadder
+from .ladder import FeedbackLink, FeedbackSpec, Level, RLadder
 
 
 @attrs.frozen
@@ -38,6 +38,8 @@ class LadderSpec:
     heads: tuple[HeadSpec, ...] = option((), help="Heads reading named outputs.")
     decoder: bool = option(True, help="false removes the decoder (the 'hierarchical RNN').")
     feedback: bool = option(True, help="false removes the decoder-to-encoder links d_l(t-1) -> encoder l.")
+    links: FeedbackSpec = option(factory=FeedbackSpec, help="How d_l(t-1) enters encoder l (norm, learned gate, "
+                                                            "scale, detach).")
 
 
 def build_ladder(spec: LadderSpec, data: DataSpec, registry: Registry | None = None, path: str = "model") -> RLadder:
@@ -68,7 +70,8 @@ def build_ladder(spec: LadderSpec, data: DataSpec, registry: Registry | None = N
                                     f"Give it one (for example {{name = \"vanilla\"}}) or set {path}.decoder = false.")
             above = shapes[l + 1] if l + 1 < len(shapes) else None
             decoders[l] = _build(reg, "decoder_cell", table, where, lateral_shape=shapes[l], top_down_shape=above)
-    levels = [Level(e, d) for e, d in zip(encoders, decoders)]
+    links = [FeedbackLink(spec.links, s) if spec.decoder and spec.feedback else None for s in shapes]
+    levels = [Level(e, d, f) for e, d, f in zip(encoders, decoders, links)]
     heads = build_heads(spec.heads, shapes, data, decoder=spec.decoder, path=f"{path}.heads")
     return RLadder(levels, heads, input_shape=input_shape, decoder=spec.decoder, feedback=spec.feedback)
 

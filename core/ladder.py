@@ -11,12 +11,60 @@ step's outputs). Layouts are documented in `rladder.core.interfaces`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from typing import Literal
 
 import attrs
 import torch
 from torch import Tensor, nn
 
+from rladder.registry import option
+
 from .interfaces import CellState, DecoderCell, EncoderCell, Shape
+
+
+@attrs.frozen
+class FeedbackSpec:
+    """How d_l(t-1) enters encoder l at step t (the decoder-to-encoder link, paper Fig. 1a).
+
+    The encoder receives ``gate_l * scale * Norm(d_l(t-1))`` (``detach`` cuts the gradient through
+    the link). With ``gate = "scalar"`` or ``"channel"`` the gate is learned, one value per level
+    or per channel, starting at ``gate_init``; a gate starting at 0 makes the RLadder start as its
+    own no-feedback ablation and learn how much of the links to use.
+    """
+
+    norm: Literal["none", "layer"] = option("none", help="Normalise d_l(t-1) per sample before the encoder "
+                                                         "(layer: zero mean, unit variance over the level's units).")
+    gate: Literal["none", "scalar", "channel"] = option("none", help="A learned gate on the link: none, one scalar "
+                                                                      "per level, or one value per channel.")
+    gate_init: float = option(0.0, help="Initial value of a learned gate.")
+    scale: float = option(1.0, help="A fixed factor on the link.")
+    detach: bool = option(False, help="Stop the gradient through the link (d_l(t-1) as a constant input).")
+
+
+class FeedbackLink(nn.Module):
+    """d_l(t-1) -> what encoder l receives, as set by a ``FeedbackSpec`` (identity by default)."""
+
+    def __init__(self, spec: FeedbackSpec, shape: Shape):
+        super().__init__()
+        self.spec = spec
+        self.gate = None
+        if spec.gate != "none":
+            size = shape[0] if spec.gate == "channel" else 1
+            self.gate = nn.Parameter(torch.full((size,), float(spec.gate_init)))
+        self.rank = len(shape) - 1
+
+    def forward(self, d: Tensor) -> Tensor:
+        s = self.spec
+        if s.detach:
+            d = d.detach()
+        if s.norm == "layer":
+            dims = tuple(range(1, d.dim()))
+            d = (d - d.mean(dims, keepdim=True)) * torch.rsqrt(d.var(dims, keepdim=True, unbiased=False) + 1e-5)
+        if s.scale != 1.0:
+            d = d * s.scale
+        if self.gate is not None:
+            d = d * self.gate.view(1, -1, *([1] * self.rank))
+        return d
 
 
 @attrs.frozen
@@ -43,12 +91,14 @@ class LadderState:
 
 
 class Level(nn.Module):
-    """One level: its encoder cell and (unless the ladder has no decoder) its decoder cell."""
+    """One level: its encoder cell, (unless the ladder has no decoder) its decoder cell, and
+    (when the ladder has decoder-to-encoder links) the link that carries d_l(t-1) to the encoder."""
 
-    def __init__(self, encoder: EncoderCell, decoder: DecoderCell | None):
+    def __init__(self, encoder: EncoderCell, decoder: DecoderCell | None, feedback: FeedbackLink | None = None):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.feedback = feedback
 
 
 class RLadder(nn.Module):
@@ -77,6 +127,8 @@ class RLadder(nn.Module):
         for l, level in enumerate(self.levels):
             if decoder and level.decoder is None:
                 raise ValueError(f"level {l} has no decoder cell but the ladder has a decoder")
+            if self.feedback and level.feedback is None:
+                level.feedback = FeedbackLink(FeedbackSpec(), level.encoder.out_shape)
 
     # ------------------------------------------------------------------ shapes and names
     @property
@@ -89,6 +141,20 @@ class RLadder(nn.Module):
         if self.has_decoder:
             names += [f"decoder.{l}" for l in range(len(self.levels))]
         return names + [f"heads.{h}" for h in self.heads]
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The named parts whose outputs and gradients the trainer's instruments watch: every level's
+        ``encoder.<l>``, ``decoder.<l>`` and ``feedback.<l>`` (the link d_l(t-1) -> encoder l), and
+        every ``heads.<name>``."""
+        parts: dict[str, nn.Module] = {}
+        for l, level in enumerate(self.levels):
+            parts[f"encoder.{l}"] = level.encoder
+            if level.decoder is not None and self.has_decoder:
+                parts[f"decoder.{l}"] = level.decoder
+            if level.feedback is not None and self.feedback:
+                parts[f"feedback.{l}"] = level.feedback
+        parts.update({f"heads.{name}": head for name, head in self.heads.items()})
+        return parts
 
     def canonical(self, name: str) -> str:
         """``encoder.-1`` -> ``encoder.<L-1>``; other names unchanged."""
@@ -119,7 +185,7 @@ class RLadder(nn.Module):
         enc_state: list[CellState] = []
         below = x_t
         for l, level in enumerate(levels):
-            d_prev = state.decoder[l] if self.feedback else None
+            d_prev = level.feedback(state.decoder[l]) if self.feedback else None
             # eqs. (1)-(2): s_l(t), e_l(t) = f_l(e_{l-1}(t), d_l(t-1), s_l(t-1))
             e_l, s_l = level.encoder(below, d_prev, state.encoder[l])
             enc_out.append(e_l)

@@ -40,6 +40,7 @@ from .assemble import Run, build_run
 from .config import RunConfig, to_dict, to_toml
 from .files import write_text
 from .distributed_ops import all_true, any_true
+from .instruments import Instruments, model_parts
 from .interfaces import Loader, to_device
 from .labels import LabelPlan, plan as label_plan
 from .objective import corrupt, model_outputs, needed_outputs, prepare, total_loss
@@ -202,6 +203,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.keep = needed_outputs(self.tasks)
+        self.instruments = self._instruments()
         self.forward_model = self._wrap(self.model)
         needs = {label: task.needs() for label, task in self.tasks.items()}
         noisy = [label for label, n in needs.items() if n.noise]
@@ -222,6 +224,13 @@ class Trainer:
         else:
             torch.manual_seed(config.seed * 7919 + 1 + dist.rank)   # noise during training, per process
             random.seed(config.seed)
+
+    def _instruments(self) -> Instruments:
+        parts = model_parts(self.model)
+        groups = {name: list(part.parameters()) for name, part in parts.items()}
+        groups.update({f"tasks.{label}": list(task.parameters()) for label, task in self.tasks.items()})
+        groups["other"] = list(self.model.parameters())
+        return Instruments(parts, groups)
 
     # ------------------------------------------------------------------ paths and files
     @property
@@ -383,6 +392,7 @@ class Trainer:
                     raise TrainingStopped(self._nonfinite_message(interval))
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     record = interval.record(self.step, self.scheduler.get_last_lr()[0], self.dist.world)
+                    record.update(self.instruments.record(self.dist.world))
                     self._metrics(record)
                     self._report(bar, record)
                     interval = _Interval()
@@ -406,7 +416,11 @@ class Trainer:
         batch = corrupt(batch, self.cfg.input_noise)
         with _autocast(self.device, self.amp):
             batch = prepare(self.tasks, self.model, batch)
-            outputs = model_outputs(self.forward_model, batch, self.run.spec, self.keep)
+            self.instruments.active = True
+            try:
+                outputs = model_outputs(self.forward_model, batch, self.run.spec, self.keep)
+            finally:
+                self.instruments.active = False
             loss, parts = total_loss(self.tasks, outputs, batch)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler:
@@ -414,9 +428,7 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if self.cfg.clip_grad_norm:
-            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                     self.cfg.clip_grad_norm)
+        self.instruments.clip(self.cfg.clip_grad_norm)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()

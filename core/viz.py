@@ -29,6 +29,9 @@ def write_pictures(run_dir, split: str = "test", samples: int = 4, which: str = 
     curves = learning_curves(run_dir)
     if curves:
         paths.append(curves)
+    diag = diagnostics(run_dir)
+    if diag:
+        paths.append(diag)
     paths.append(prediction_picture(run_dir, split, samples, which))
     return paths
 
@@ -123,3 +126,71 @@ def learning_curves(run_dir: Path) -> Path | None:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def diagnostics(run_dir: Path) -> Path | None:
+    """``diagnostics.png``: gradient norms before clipping (total, per part), the share of clipped
+    steps, and the RMS of every level's e_l(t) and d_l(t), from the training lines of metrics.jsonl."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    train = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    train = [r for r in train if r.get("split") == "train" and "grad_norm" in r]
+    if not train:
+        return None
+    steps = [r["step"] for r in train]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    ax = axes[0]
+    ax.plot(steps, [r["grad_norm"] for r in train], label="mean over interval")
+    ax.plot(steps, [r["grad_norm_max"] for r in train], "--", label="max over interval")
+    clip = _clip_threshold(run_dir)
+    if clip:
+        ax.axhline(clip, color="k", lw=0.8, ls=":", label=f"clip threshold {clip:g}")
+    ax.set_yscale("log")
+    ax.set_title("gradient norm before clipping", fontsize=9)
+    ax.set_xlabel("step")
+    twin = ax.twinx()
+    twin.plot(steps, [100 * r["clipped"] for r in train], color="tab:red", lw=0.8, alpha=0.6)
+    twin.set_ylabel("steps clipped (%)", color="tab:red", fontsize=8)
+    twin.set_ylim(0, 105)
+    ax.legend(fontsize=7, loc="upper right")
+    for ax, prefix, title in ((axes[1], "grad_norm/", "gradient norm per part (before clipping)"),
+                              (axes[2], "rms/", "RMS of outputs: e_l(t) solid, d_l(t) dashed, link dotted")):
+        keys = sorted({k for r in train for k in r if k.startswith(prefix)}, key=_part_order)
+        for i, key in enumerate(keys):
+            part = key[len(prefix):]
+            style = "--" if part.startswith("decoder.") else ":" if part.startswith("feedback.") else "-"
+            color = plt.cm.viridis(_level(part) / max(1, _top_level(keys))) if _level(part) >= 0 else "tab:gray"
+            ax.plot(steps, [r.get(key, float("nan")) for r in train], style, color=color, lw=1, label=part)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6, ncol=2, loc="best")
+    fig.suptitle(f"training instruments of {run_dir.name} (level colour: dark = bottom, yellow = top)", fontsize=9)
+    fig.tight_layout()
+    out = run_dir / "diagnostics.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _level(part: str) -> int:
+    _, _, idx = part.partition(".")
+    return int(idx) if idx.isdigit() else -1
+
+
+def _top_level(keys) -> int:
+    return max([_level(k.split("/", 1)[1]) for k in keys] + [1])
+
+
+def _part_order(key: str):
+    part = key.split("/", 1)[1]
+    return (_level(part) < 0, _level(part), part)
+
+
+def _clip_threshold(run_dir: Path) -> float:
+    import tomllib
+    try:
+        return float(tomllib.loads((run_dir / "config.toml").read_text())["train"]["clip_grad_norm"])
+    except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError):
+        return 0.0

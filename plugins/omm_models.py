@@ -26,9 +26,11 @@ reconstruction (data option ``input = "recon"``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
-from rladder.core import LadderSpec
+from rladder.core import FeedbackSpec, LadderSpec
 from rladder.registry import Component, hookimpl, option, structure
 from rladder.registry.options import positive
 
@@ -41,6 +43,9 @@ class OMMOptions:
     recurrent: str = option("conv_lstm", help="Encoder cell of the recurrent conv levels (R).")
     top_cell: str = option("lstm", help="Encoder cell of the recurrent top level.")
     decoder_cell: str = option("vanilla", help="Decoder cell of every level.")
+    decoder_options: dict[str, Any] = option(factory=dict, help="Options of every level's decoder cell, e.g. "
+                                                                "{top_input = \"zero\"} (see `rladder describe decoder_cell`).")
+    links: FeedbackSpec = option(factory=FeedbackSpec, help="How d_l(t-1) enters encoder l (RLadder only).")
     norm: str = option("group", help="Normalisation of every conv level: group, layer, batch or none.")
     top_reduce: str = option("max", help="How the top level pools the last conv map: max, avg or flatten.")
     recon_head: bool = option(False, help="Add head 'recon' (the bottom decoder read out as the current input), "
@@ -66,12 +71,13 @@ FRAME_HEAD = {"name": "frame", "source": "decoder.0", "kind": "readout", "out": 
 
 def ladder(o: OMMOptions, *, decoder: bool, feedback: bool = True, recurrent: bool = True,
            top_recurrent: bool = True) -> LadderSpec:
-    levels = [{"encoder": e, "decoder": {"name": o.decoder_cell} if decoder else None}
-              for e in encoder(o, recurrent, top_recurrent)]
+    dec = {"name": o.decoder_cell, **o.decoder_options}
+    levels = [{"encoder": e, "decoder": dict(dec) if decoder else None} for e in encoder(o, recurrent, top_recurrent)]
     heads = [FRAME_HEAD, CLASS_HEAD] if decoder else [CLASS_HEAD]
     if decoder and o.recon_head:
         heads.append({**FRAME_HEAD, "name": "recon"})
-    return structure(LadderSpec, {"levels": levels, "heads": heads, "decoder": decoder, "feedback": feedback})
+    return structure(LadderSpec, {"levels": levels, "heads": heads, "decoder": decoder, "feedback": feedback,
+                                  "links": o.links})
 
 
 # name -> (ladder switches, description); every model checks it gets the data it was made for

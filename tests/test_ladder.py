@@ -177,3 +177,46 @@ def test_state_detach_cuts_the_graph():
 def test_wrong_input_shape_is_a_clear_error():
     with pytest.raises(ValueError, match=r"expected \(B, T, 1, 8, 8\)"):
         video_ladder()(torch.rand(2, 5, 8, 8))
+
+
+# ------------------------------------------------------------------ the decoder-to-encoder link options
+def test_a_link_gate_at_zero_starts_the_ladder_as_its_no_feedback_ablation():
+    """gate = 0: what the encoders compute cannot depend on d_l(t-1), so the decoder cannot change them."""
+    model = video_ladder(links={"gate": "channel", "gate_init": 0.0})
+    x = seq(2, 4, 1, 8, 8)
+    before, _ = model(x)
+    with torch.no_grad():
+        for level in model.levels:
+            for p in level.decoder.parameters():
+                p.add_(torch.randn_like(p))
+    after, _ = model(x)
+    for l in range(len(model.levels)):
+        torch.testing.assert_close(after[f"encoder.{l}"], before[f"encoder.{l}"], rtol=0, atol=0)
+    assert not torch.equal(after["decoder.0"], before["decoder.0"])
+    # and the gate learns: the loss at the top reaches it through the link
+    after["encoder.4"].sum().backward()
+    assert model.levels[0].feedback.gate.grad.abs().sum() > 0
+
+
+def test_a_detached_link_passes_no_gradient_to_earlier_decoder_outputs():
+    model = video_ladder(links={"detach": True})
+    out, _ = model(seq(2, 3, 1, 8, 8))
+    out["encoder.4"][:, -1].sum().backward()      # the top encoder reads the decoder only through the links
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for l in model.levels for p in l.decoder.parameters())
+    linked = video_ladder()
+    out, _ = linked(seq(2, 3, 1, 8, 8))
+    out["encoder.4"][:, -1].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for l in linked.levels for p in l.decoder.parameters())
+
+
+def test_a_normalised_link_gives_the_encoder_unit_rms_per_sample():
+    model = video_ladder(links={"norm": "layer", "scale": 0.5})
+    d = torch.randn(3, 4, 8, 8) * 7 + 2
+    got = model.levels[0].feedback(d)
+    torch.testing.assert_close(got.pow(2).mean((1, 2, 3)).sqrt(), torch.full((3,), 0.5), rtol=1e-3, atol=1e-3)
+
+
+def test_parts_name_every_level_and_head():
+    parts = video_ladder().parts()
+    assert {"encoder.0", "decoder.4", "feedback.2", "heads.frame", "heads.class"} <= set(parts)
+    assert not any(k.startswith(("decoder.", "feedback.")) for k in video_ladder(decoder=False).parts())

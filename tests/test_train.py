@@ -43,6 +43,10 @@ def test_a_run_writes_its_folder_and_learns(config_file, tmp_path, make_trainer)
     train = [r for r in records if r["split"] == "train"]
     assert train[-1]["loss"] < train[0]["loss"]
     assert {"lr", "samples_per_s", "data_wait", "predict/loss", "classify/loss"} <= set(train[0])
+    # the instruments: gradient norms before clipping, share clipped, RMS of e_l(t) and d_l(t) per level
+    assert {"grad_norm", "grad_norm_max", "clipped", "grad_norm/encoder.0", "grad_norm/decoder.6",
+            "grad_norm/heads.class", "rms/encoder.0", "rms/decoder.0", "rms/feedback.0"} <= set(train[0])
+    assert all(0 <= r["clipped"] <= 1 and r["grad_norm_max"] >= r["grad_norm"] > 0 for r in train)
     assert [r["step"] for r in records if r["split"] == "val"] == [15, 30]
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 30 and {"model", "tasks", "optimizer", "scheduler", "rng", "loader", "config",
@@ -140,7 +144,7 @@ def test_cli_train_eval_predict_viz(config_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "test (best checkpoint, step 4)" in result.output and "classify/error" in result.output
     assert "predict/prediction_error" in result.output
-    for name in ("curves.png", "predictions.png", "eval-test.json"):
+    for name in ("curves.png", "diagnostics.png", "predictions.png", "eval-test.json"):
         assert (run / name).is_file() and (run / name).stat().st_size > 200
     assert (run / "predictions.png").read_bytes()[:4] == b"\x89PNG"
     again = runner.invoke(cli, ["train", str(config_file), "--run-dir", str(run)])
@@ -196,3 +200,32 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(config_file, tmp_path):
     assert "checkpoint saved" in rest and "rladder resume" in rest and "Traceback" not in rest
     step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
     assert step >= 2 and not list((run / "checkpoints").glob("*.part"))
+
+
+def test_instruments_clip_exactly_like_torch_and_split_the_norm_by_part():
+    from rladder.core.instruments import Instruments
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+    ref_a, ref_b = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+    ref_a.load_state_dict(a.state_dict())
+    ref_b.load_state_dict(b.state_dict())
+    inst = Instruments({"a": a, "b": b}, {"a": a.parameters(), "b": b.parameters()})
+    x = torch.randn(5, 4)
+    for max_norm, scale in ((0.5, 10.0), (100.0, 1.0)):
+        for m in (a, b, ref_a, ref_b):
+            m.zero_grad()
+        inst.active = True
+        (b(a(x)) * scale).sum().backward()
+        inst.active = False
+        (ref_b(ref_a(x)) * scale).sum().backward()
+        total = inst.clip(max_norm)
+        ref_total = torch.nn.utils.clip_grad_norm_([*ref_a.parameters(), *ref_b.parameters()], max_norm)
+        torch.testing.assert_close(total, ref_total)
+        for p, q in zip([*a.parameters(), *b.parameters()], [*ref_a.parameters(), *ref_b.parameters()]):
+            torch.testing.assert_close(p.grad, q.grad)
+    record = inst.record()
+    assert record["clipped"] == 0.5                       # the first step was clipped, the second not
+    norms = [record["grad_norm/a"], record["grad_norm/b"]]
+    assert all(n > 0 for n in norms) and record["rms/a"] > 0 and record["rms/b"] > 0
+    assert inst.record() == {}                            # a fresh interval
