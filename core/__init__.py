@@ -4,6 +4,7 @@ Core never imports plugins: concrete cells, decoders, tasks and datasets arrive 
 registry (entry-point group ``rladder``).
 """
 
+from . import kinds  # noqa: F401 - declares the component kinds to the registry
 from .interfaces import CellState, DataSpec, Dataset, DecoderCell, EncoderCell, Loader, Needs, Shape, Task, TaskOptions, to_device
 from .heads import Head, HeadSpec
 from .ladder import FeedbackLink, FeedbackSpec, LadderState, Level, RLadder

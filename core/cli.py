@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import click
 
-from rladder.registry import ALLOW_ENV, BLOCK_ENV, KINDS, ConfigError, RladderError
+from rladder.core import kinds as _kinds  # noqa: F401 - the component kinds are declared before any command runs
+from rladder.registry import ALLOW_ENV, BLOCK_ENV, ConfigError, RladderError, on_registry_loaded
 
 SET_HELP = "Override a config value, e.g. --set train.lr=2e-3 (repeatable; wins over files)."
 
@@ -90,9 +91,10 @@ def global_options(fn):
     for opt in reversed([
         click.option("--debug", is_flag=True, help="Show tracebacks instead of one-paragraph errors.", **common),
         click.option("--plugins", "allow", metavar="NAMES", help=f"Load only these third-party plugins "
-                     f"(comma-separated names or globs; env {ALLOW_ENV}).", **common),
+                     f"(comma-separated entry-point or distribution names, or globs; env {ALLOW_ENV}).", **common),
         click.option("--disable-plugins", "block", metavar="NAMES",
-                     help=f"Do not load these plugins (comma-separated names or globs; env {BLOCK_ENV}).", **common),
+                     help=f"Do not load these plugins (comma-separated entry-point or distribution names, or globs; "
+                     f"env {BLOCK_ENV}).", **common),
     ]):
         fn = opt(fn)
     return fn
@@ -105,6 +107,25 @@ def global_options(fn):
 def cli(ctx: click.Context) -> None:
     """rladder: Recurrent Ladder networks (Prémont-Schwarz et al., NIPS 2017) from registry names."""
     ctx.ensure_object(dict)
+    on_registry_loaded(_warn_unmatched_patterns)
+
+
+WARNED_ENV = "_RLADDER_WARNED_PATTERNS"   # allow/block patterns already warned about, by this process or its parent
+
+
+def _warn_unmatched_patterns(reg) -> None:
+    """Warn on stderr about each --plugins/--disable-plugins pattern that matched no plugin, once: not again in
+    this process (the registry may be loaded again), nor in the worker processes it starts (they inherit
+    WARNED_ENV), nor in workers other than rank 0 when torchrun started them."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    warned = set(filter(None, os.environ.get(WARNED_ENV, "").split("\n")))
+    for key, message in reg.unmatched_warnings():
+        if key not in warned:
+            click.echo(f"warning: {message}", err=True)
+            warned.add(key)
+    if warned:
+        os.environ[WARNED_ENV] = "\n".join(sorted(warned))
 
 
 def registry():
@@ -117,7 +138,11 @@ def registry():
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_cmd(as_json: bool) -> None:
-    """List plugins: status (ok, broken, blocked, not-allowed), provider, components."""
+    """List plugins: status (ok, broken, blocked, not-allowed), provider, components.
+
+    A plugin that provides a `kind/name` another plugin provides too is loaded, marked
+    `ok (conflict: KIND/NAME also in OTHER)`; JSON: its `conflicts` maps `kind/name` to the other plugins.
+    """
     reg = registry()
     rows = [p.to_dict() for p in sorted(reg.plugins.values(), key=lambda p: p.name)]
     conflicts = [{"component": f"{k}/{n}", "providers": [c.provider for c in comps]}
@@ -128,9 +153,15 @@ def plugins_cmd(as_json: bool) -> None:
     width = max(len(r["name"]) for r in rows) if rows else 10
     for r in rows:
         dist = f"{r['distribution']} {r['version']}".strip()
-        click.echo(f"{r['name']:<{width}}  {r['status']:<11}  {dist}")
+        status = r["status"]
+        if r["conflicts"]:
+            status += " (conflict: " + "; ".join(f"{comp} also in {' and '.join(others)}"
+                                                 for comp, others in r["conflicts"].items()) + ")"
+        click.echo(f"{r['name']:<{width}}  {status:<11}  {dist}")
         if r["components"]:
             click.echo(f"{'':<{width}}  provides: {', '.join(r['components'])}")
+        if r["reason"]:
+            click.echo(f"{'':<{width}}  why: {r['reason']}")
         if r["error"]:
             click.echo(f"{'':<{width}}  error: {r['error']}")
     for c in conflicts:
@@ -142,29 +173,39 @@ def plugins_cmd(as_json: bool) -> None:
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_cmd(kind: str | None, pattern: str | None, as_json: bool) -> None:
-    """List components of KIND (all kinds if omitted) whose names match PATTERN (a glob)."""
+    """List components of KIND (all kinds if omitted) whose names match PATTERN (a glob).
+
+    KIND is one of the declared kinds (an unknown one lists them). A name that more than one plugin
+    provides is listed once per provider, marked CONFLICT (JSON: `conflict: true`, and `providers`).
+    """
     reg = registry()
     comps = reg.components(kind)
     if pattern:
         comps = [c for c in comps if fnmatch.fnmatch(c.name, pattern if any(ch in pattern for ch in "*?[")
                                                      else f"*{pattern}*")]
+    rows = [(c, reg.providers(c.kind, c.name)) for first in comps for c in reg.providers(first.kind, first.name)]
     if as_json:
         click.echo(json.dumps([{"kind": c.kind, "name": c.name, "description": c.description,
-                                "plugin": c.plugin, "version": c.version} for c in comps], indent=2))
+                                "plugin": c.plugin, "distribution": c.distribution, "version": c.version,
+                                "conflict": len(providers) > 1, "providers": [p.provider for p in providers]}
+                               for c, providers in rows], indent=2))
         return
-    if not comps:
+    if not rows:
         click.echo(f"no {kind or 'component'} matches {pattern!r}" if pattern else f"no {kind or 'component'}s")
         return
-    for c in comps:
-        click.echo(f"{c.kind:<13} {c.name:<24} {c.description}  [{c.plugin}]")
+    for c, providers in rows:
+        mark = f"  CONFLICT: {reg.conflict_note(c.kind, c.name)}" if len(providers) > 1 else ""
+        click.echo(f"{c.kind:<13} {c.name:<24} {c.description}  [{c.plugin}]{mark}")
 
 
 @cli.command("describe")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def describe_cmd(kind: str, name: str, as_json: bool) -> None:
-    """Options (types, defaults, help) and provider of one component."""
+    """Options (types, defaults, help) and provider of one component.
+
+    KIND is one of the declared kinds (an unknown one lists them)."""
     comp = registry().get(kind, name)
     info = comp.describe()
     if as_json:

@@ -4,12 +4,13 @@ from .errors import (ConfigError, ContractError, DataError, DuplicateComponentEr
                      UnknownComponentError, near_matches)
 from .hookspecs import PROJECT, hookimpl, hookspec
 from .options import describe, option, options_table, structure, unstructure
-from .registry import (ALLOW_ENV, BLOCK_ENV, KINDS, Component, NoOptions, PluginInfo, Registry, get_registry,
-                       plugin_versions, reset_registry)
+from .registry import (ALLOW_ENV, BLOCK_ENV, Component, NoOptions, PluginInfo, Registry, declare_kind, declared_kinds,
+                       get_registry, normalize_distribution, on_registry_loaded, plugin_versions, reset_registry)
 
 __all__ = [
-    "ALLOW_ENV", "BLOCK_ENV", "KINDS", "PROJECT", "Component", "ConfigError", "ContractError", "DataError",
+    "ALLOW_ENV", "BLOCK_ENV", "PROJECT", "Component", "ConfigError", "ContractError", "DataError",
     "DuplicateComponentError", "NoOptions", "OptionError", "PluginInfo", "Registry", "RladderError",
-    "UnknownComponentError", "describe", "get_registry", "hookimpl", "hookspec", "near_matches", "option",
-    "options_table", "plugin_versions", "reset_registry", "structure", "unstructure",
+    "UnknownComponentError", "declare_kind", "declared_kinds", "describe", "get_registry", "hookimpl", "hookspec",
+    "near_matches", "normalize_distribution", "on_registry_loaded", "option", "options_table", "plugin_versions",
+    "reset_registry", "structure", "unstructure",
 ]

@@ -24,6 +24,22 @@ def run(*args):
     return result.exit_code, result.output
 
 
+def run_split(*args):
+    """Exit code, stdout and stderr apart."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def in_memory_plugin(*components):
+    from rladder.registry import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def rladder_components(self):
+            return list(components)
+    return Plugin()
+
+
 def test_version():
     code, out = run("--version")
     assert code == 0 and out.startswith("rladder 0.")
@@ -161,15 +177,18 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(monkeypatch):
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-the-command", "after-the-command"])
-def test_launcher_options_before_or_after_the_command(after, tmp_path):
+def test_launcher_options_before_or_after_the_command(after, tmp_path, monkeypatch):
+    from rladder.core.cli import WARNED_ENV
     from rladder.registry import ALLOW_ENV, ConfigError
+
+    monkeypatch.setenv(WARNED_ENV, "")
 
     def order(options, *command):
         return [*command, *options] if after else [*options, *command]
 
     code, out = run(*order(["--disable-plugins", "rladder.decoders"], "list", "decoder_cell"))
     assert code == 0 and "no decoder_cells" in out
-    code, out = run(*order(["--plugins", "mine*"], "plugins", "--json"))
+    code, out, _ = run_split(*order(["--plugins", "mine*"], "plugins", "--json"))   # stderr: 'mine*' matches nothing
     assert code == 0 and json.loads(out)["plugins"] and os.environ[ALLOW_ENV] == "mine*"
     result = CliRunner().invoke(cli, order(["--debug"], "describe", "encoder_cell", "conv_lstn"))
     assert isinstance(result.exception, ConfigError)     # --debug lets the error through, with its traceback
@@ -187,3 +206,83 @@ def test_pictures_that_replace_earlier_ones_are_named_so(tmp_path):
         [f"{line} (replaced)" for line in first]
     code, out = run("resume", run_dir)                   # nothing to train; the test pass draws them again
     assert code == 0 and f"picture: {run_dir / 'predictions.png'} (replaced)" in out
+
+
+def test_list_and_plugins_mark_every_provider_of_a_conflicting_name():
+    from rladder.registry import Component, get_registry
+
+    reg = get_registry()
+    reg.add_plugin(in_memory_plugin(Component("encoder_cell", "clashing_cell", lambda o: o, description="Mine.")),
+                   "mine", "rladder-mine", "1.0")
+    reg.add_plugin(in_memory_plugin(Component("encoder_cell", "clashing_cell", lambda o: o, description="Theirs."),
+                                    Component("dataset", "their_data", lambda o: o)), "theirs", "rladder-theirs", "2.0")
+    note = ("CONFLICT: provided by mine (rladder-mine 1.0) and theirs (rladder-theirs 2.0); "
+            "block one with --disable-plugins NAME (mine or theirs)")
+    code, out = run("list", "encoder_cell", "clashing")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2, out
+    assert lines[0].split()[:3] == ["encoder_cell", "clashing_cell", "Mine."] and "[mine]" in lines[0]
+    assert lines[1].split()[:3] == ["encoder_cell", "clashing_cell", "Theirs."] and "[theirs]" in lines[1]
+    assert all(line.endswith(note) for line in lines)
+    code, out = run("list", "dataset", "their_data")
+    assert code == 0 and "CONFLICT" not in out
+    code, out = run("list", "encoder_cell", "clashing", "--json")
+    rows = json.loads(out)
+    assert [(r["plugin"], r["distribution"], r["conflict"]) for r in rows] == [
+        ("mine", "rladder-mine", True), ("theirs", "rladder-theirs", True)]
+    assert rows[0]["providers"] == rows[1]["providers"] == ["mine (rladder-mine 1.0)", "theirs (rladder-theirs 2.0)"]
+    code, out = run("list", "dataset", "their_data", "--json")
+    assert json.loads(out)[0]["conflict"] is False and json.loads(out)[0]["providers"] == ["theirs (rladder-theirs 2.0)"]
+
+    code, out = run("plugins")
+    assert code == 0
+    assert any(line.startswith("mine") and "ok (conflict: encoder_cell/clashing_cell also in theirs)" in line
+               for line in out.splitlines()), out
+    assert any(line.startswith("theirs") and "ok (conflict: encoder_cell/clashing_cell also in mine)" in line
+               for line in out.splitlines()), out
+    plugins = {p["name"]: p for p in json.loads(run("plugins", "--json")[1])["plugins"]}
+    assert plugins["mine"]["status"] == "ok" and plugins["mine"]["conflicts"] == {"encoder_cell/clashing_cell": ["theirs"]}
+    assert plugins["rladder.decoders"]["conflicts"] == {}
+
+
+def test_a_plugin_pattern_that_matches_nothing_is_warned_about_once(monkeypatch):
+    from rladder.core.cli import WARNED_ENV
+
+    monkeypatch.setenv(WARNED_ENV, "")
+    code, out, err = run_split("--plugins", "rladder-nonesuch", "--disable-plugins", "rladder.decoders",
+                               "list", "encoder_cell")
+    assert code == 0 and "conv_lstm" in out and "warning" not in out
+    assert err.count("warning:") == 1, err          # rladder.decoders matches a plugin: no warning
+    assert err.startswith("warning: --plugins (RLADDER_PLUGINS) pattern 'rladder-nonesuch' matches no plugin. A "
+                          "pattern matches an entry-point name or a distribution name. Plugins: ")
+    assert "rladder.decoders" in err and "rladder.convrecurrent" in err and "Distributions: rladder." in err
+    # once per process (and the workers it starts inherit WARNED_ENV), however often the registry is loaded
+    code, out, err = run_split("--plugins", "rladder-nonesuch", "list", "encoder_cell")
+    assert code == 0 and err == ""
+    assert "RLADDER_PLUGINS=rladder-nonesuch" in os.environ[WARNED_ENV].split("\n")
+    # a typo gets a hint; a worker of a torchrun started elsewhere (RANK > 0) stays quiet
+    code, _, err = run_split("--disable-plugins", "rladder.decoder", "list", "encoder_cell")
+    assert err.startswith("warning: --disable-plugins (RLADDER_DISABLE_PLUGINS) pattern 'rladder.decoder' matches "
+                          "no plugin (did you mean 'rladder.decoders'?).")
+    monkeypatch.setenv("RANK", "1")
+    code, _, err = run_split("--disable-plugins", "rladder.decodr", "list", "encoder_cell")
+    assert code == 0 and err == ""
+
+
+def test_kinds_are_the_declared_ones(monkeypatch):
+    from rladder.registry import Component, declare_kind, declared_kinds, get_registry
+    from rladder.registry import registry as registry_module
+
+    code, out = run("describe", "encoder", "conv_lstm")
+    assert code == 2 and "unknown component kind 'encoder'. Did you mean 'encoder_cell'? Kinds: encoder_cell, " \
+                         "decoder_cell, task, dataset, model, loader, recipe." in out
+    monkeypatch.setattr(registry_module, "_KINDS", declared_kinds())      # undone after the test
+    declare_kind("widget", "a kind some plugin family adds")
+    get_registry().add_plugin(in_memory_plugin(Component("widget", "gizmo", lambda o: o, description="A gizmo.")),
+                              "widgets")
+    code, out = run("list", "widget")
+    assert code == 0 and out.split()[:3] == ["widget", "gizmo", "A"]
+    code, out = run("describe", "widget", "gizmo")
+    assert code == 0 and out.startswith("widget 'gizmo': A gizmo.\nprovided by widgets")
+    code, out = run("list", "widgit")
+    assert code == 2 and "Did you mean 'widget'?" in out and out.rstrip().endswith("recipe, widget.")

@@ -73,6 +73,24 @@ def test_allow_and_block_lists(plugin_venv):
     assert status["rladder.decoders"] == "ok"
 
 
+def test_allow_and_block_lists_take_distribution_names_and_warn_about_patterns_that_match_nothing(plugin_venv):
+    # the pip name, spelled any PEP 503 way (not the entry-point name 'rladder-toy'), selects the plugin
+    out = rladder(plugin_venv, "--plugins", "Rladder_Toy", "plugins", "--json")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    status = {p["name"]: p["status"] for p in json.loads(out.stdout)["plugins"]}
+    assert status["rladder-toy"] == "ok" and status["rladder-broken"] == "not-allowed"
+    out = rladder(plugin_venv, "--disable-plugins", "rladder.toy", "plugins", "--json")
+    toy = {p["name"]: p for p in json.loads(out.stdout)["plugins"]}["rladder-toy"]
+    assert toy["status"] == "blocked" and "matches its distribution rladder-toy" in toy["reason"]
+    # a pattern that matches no plugin: one warning, with the names it could have matched
+    out = rladder(plugin_venv, "--plugins", "rladder-toys", "list", "encoder_cell")
+    assert out.returncode == 0 and "conv_lstm" in out.stdout and "toy_rnn" not in out.stdout
+    assert out.stderr.count("warning:") == 1 and out.stderr.startswith(
+        "warning: --plugins (RLADDER_PLUGINS) pattern 'rladder-toys' matches no plugin (did you mean 'rladder-toy'?)")
+    assert "Plugins: rladder-broken, rladder-toy, rladder.classification" in out.stderr
+    assert "Distributions: rladder, rladder-broken, rladder-toy." in out.stderr
+
+
 def test_the_pytest_plugin_runs_conformance_for_the_third_party_cell(plugin_venv):
     out = subprocess.run([str(plugin_venv), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rladder-plugin",
                           "rladder-toy", "check_toy.py"], capture_output=True, text=True,
