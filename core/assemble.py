@@ -17,7 +17,7 @@ from torch import nn
 from rladder.registry import ConfigError, ContractError, Registry, get_registry, option
 
 from .heads import Head, HeadSpec
-from .interfaces import DataSpec, Dataset, Shape, Task
+from .interfaces import DataSpec, Dataset, Model, Shape, Task
 from .ladder import FeedbackLink, FeedbackSpec, Level, RLadder
 
 
@@ -136,12 +136,12 @@ class Run:
 
     dataset: Dataset
     spec: DataSpec
-    model: nn.Module
+    model: Model
     tasks: dict[str, Task]
 
 
-def build_model(table: Mapping[str, Any], data: DataSpec, registry: Registry | None = None) -> nn.Module:
-    """A model from its config table: the component returns a LadderSpec (or a ready module)."""
+def build_model(table: Mapping[str, Any], data: DataSpec, registry: Registry | None = None) -> Model:
+    """A model from its config table: the component returns a LadderSpec or a ``Model``."""
     reg = registry or get_registry()
     comp, options = reg.resolve("model", table, path="model")
     try:
@@ -152,31 +152,35 @@ def build_model(table: Mapping[str, Any], data: DataSpec, registry: Registry | N
         raise ContractError(f"model: {comp.name!r} cannot be built for this data: {exc}") from exc
     if isinstance(made, LadderSpec):
         return build_ladder(made, data, reg)
-    if isinstance(made, nn.Module):
+    if isinstance(made, Model):
+        if tuple(made.input_shape) != tuple(data.step_shape):
+            raise ContractError(f"model {comp.name!r} (from {comp.provider}) takes steps of shape "
+                                f"{tuple(made.input_shape)}, but the data's steps are {tuple(data.step_shape)}")
         return made
+    hint = (" An nn.Module must subclass rladder.core.Model (output_names, init_state, step; see "
+            "core/interfaces.py)." if isinstance(made, nn.Module) else "")
     raise ContractError(f"model {comp.name!r} (from {comp.provider}) returned {type(made).__name__}, "
-                        f"not a LadderSpec or an nn.Module")
+                        f"not a LadderSpec or a rladder.core.Model.{hint}")
 
 
-def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: nn.Module,
+def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: Model,
                 registry: Registry | None = None) -> dict[str, Task]:
     """Every task, checked against what the model outputs and what the data holds."""
     reg = registry or get_registry()
-    names = set(model.output_names()) if hasattr(model, "output_names") else None
+    names = set(model.output_names())
     tasks: dict[str, Task] = {}
     for label, table in tables.items():
         where = f"tasks.{label}"
         task = _build(reg, "task", table, where, spec=data, label=label)
         needs = task.needs()
-        canon = getattr(model, "canonical", lambda n: n)
-        missing = [n for n in needs.outputs if names is not None and canon(n) not in names]
+        missing = [n for n in needs.outputs if model.canonical(n) not in names]
         if missing:
             hint = ""
             if any(n.startswith("decoder.") or n.startswith("heads.") for n in missing):
                 hint = (" A model without decoder has no decoder outputs and no heads on them;"
                         " remove this task or use a model with a decoder.")
             raise ContractError(f"{where}: task {table.get('name', label)!r} reads {', '.join(missing)}, which the "
-                                f"model does not produce. The model produces: {', '.join(sorted(names or ()))}.{hint}")
+                                f"model does not produce. The model produces: {', '.join(sorted(names))}.{hint}")
         absent = [k for k in needs.batch if k not in data.keys and k != "x_uncorrupted"]
         if absent:
             raise ContractError(f"{where}: task {table.get('name', label)!r} needs batch key(s) "

@@ -23,19 +23,7 @@ def check_run(config: RunConfig, batch: int = 2) -> str:
              f"{'static, ' if spec.static else ''}{spec.seq_len} steps, {spec.num_classes} classes)",
              f"model: {config.model['name']} ({reg.get('model', config.model['name']).provider}), "
              f"{count_parameters(model):,} parameters"]
-    if hasattr(model, "levels"):
-        lines.append(f"  {'level':<6}{'encoder':<14}{'output':<18}decoder")
-        for l, level in enumerate(model.levels):
-            enc = type(level.encoder).__name__
-            dec = type(level.decoder).__name__ if level.decoder is not None else "-"
-            lines.append(f"  {l:<6}{enc:<14}{str(tuple(level.encoder.out_shape)):<18}{dec}")
-        switches = [] if model.has_decoder else ["no decoder"]
-        if model.has_decoder and not model.feedback:
-            switches.append("no decoder-to-encoder links")
-        if switches:
-            lines.append(f"  ablation: {', '.join(switches)}")
-        for name, head in model.heads.items():
-            lines.append(f"  head {name}: {head.kind} of {head.source} -> {tuple(head.out_shape)}")
+    lines += model.summary()
     gen = torch.Generator().manual_seed(config.seed)
     data = run.dataset.dummy_batch(batch, gen)
     outputs = model_outputs(model, data, spec)

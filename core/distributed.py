@@ -14,12 +14,25 @@ import datetime
 import os
 from collections.abc import Sequence
 
+import attrs
 import torch
 import torch.distributed as torch_dist
 
 from rladder.registry import RladderError
 
-from .train import Dist
+
+
+@attrs.frozen
+class Dist:
+    """Where this process sits in a multi-process run (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
 
 class WorkerFailed(RladderError):

@@ -122,9 +122,3 @@ class Instruments:
             k += 1
         self.reset()
         return out
-
-
-def model_parts(model: nn.Module) -> dict[str, nn.Module]:
-    """The named parts of a model whose outputs and parameters are watched (``model.parts()``)."""
-    parts = getattr(model, "parts", None)
-    return dict(parts()) if callable(parts) else {}

@@ -1,4 +1,4 @@
-"""The four interfaces every plugin implements: EncoderCell, DecoderCell, Task, Dataset.
+"""The interfaces plugins implement: EncoderCell, DecoderCell, Model, Task, Dataset, Loader.
 
 Paper: Prémont-Schwarz et al., "Recurrent Ladder Networks", NIPS 2017, section 2, eqs. (1)-(3).
 Levels are numbered 0..L-1 from the bottom; level l's encoder output is e_l(t), its decoder
@@ -10,13 +10,16 @@ output d_l(t). Tensor layouts (B = batch, T = steps) are written here once:
   vectors ``(B, T, D)``), or ``(B, *step_shape)`` for iterative inference on a static input;
 * a level's output ``e_l(t)`` and ``d_l(t)``: ``(B, *out_shape)`` with ``out_shape`` = ``(C, H, W)``,
   ``(C, L)`` or ``(D,)``; ``d_l`` always has the shape of ``e_l`` because it feeds level l's
-  encoder at the next step.
+  encoder at the next step;
+* a model's outputs over T steps: a dict of ``(B, T, ...)`` tensors by name (``encoder.<l>``,
+  ``decoder.<l>``, ``heads.<name>``, or whatever names a model declares); one step's outputs
+  are ``(B, ...)``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -68,6 +71,121 @@ class DecoderCell(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, lateral: Tensor, top_down: Tensor | None) -> Tensor:
         ...
+
+
+class Model(nn.Module, abc.ABC):
+    """What a model is to the rest of rladder: the trainer, tasks, ``predict``, ``viz``, ``check``
+    and the conformance kit rely on exactly this, and nothing else.
+
+    A ``model`` component's factory returns a ``LadderSpec`` (built into an ``RLadder``) or an
+    instance of a ``Model`` subclass (a wrapper such as RTagger, which runs a ladder inside). A
+    model runs one step at a time with an explicit state, so a sequence can be processed at once
+    or in chunks with the state carried, and a rollout can feed predictions back in.
+
+    Implement:
+
+    * ``input_shape``: the step shape it takes (an attribute, e.g. ``(1, 32, 32)``);
+    * ``output_names()``: every output it can produce, e.g. ``["encoder.0", ..., "heads.frame"]``;
+      names of heads (read-outs for tasks) start with ``heads.``;
+    * ``init_state(batch, like)``: the state before the first step (``like`` gives device and dtype);
+    * ``step(x_t, state, keep)``: one step on ``x_t`` ``(B, *input_shape)``; returns the outputs of
+      this step, ``(B, ...)`` each (all of them, or those named in ``keep``, already canonical),
+      and the state for the next step.
+
+    Provided, and overridable: ``forward`` (unrolls ``step`` over the T axis, or ``steps``
+    iterations on a static input), ``canonical`` (aliases of output names: the identity here),
+    ``parts`` (named sub-modules whose outputs and gradients the trainer's instruments watch),
+    ``detach_state`` (truncated back-propagation through time), ``summary`` (lines for
+    ``rladder check``).
+    """
+
+    input_shape: Shape
+
+    @abc.abstractmethod
+    def output_names(self) -> list[str]:
+        ...
+
+    @abc.abstractmethod
+    def init_state(self, batch: int, like: Tensor) -> Any:
+        ...
+
+    @abc.abstractmethod
+    def step(self, x_t: Tensor, state: Any = None, keep: Collection[str] | None = None) -> tuple[dict[str, Tensor], Any]:
+        ...
+
+    def canonical(self, name: str) -> str:
+        """The declared name an alias stands for (an RLadder maps ``encoder.-1`` to its top level)."""
+        return name
+
+    def resolve_keep(self, keep: Collection[str] | None) -> set[str] | None:
+        """``keep`` as canonical names; an unknown name is an error that lists the outputs."""
+        if keep is None:
+            return None
+        names = set(self.output_names())
+        out = {self.canonical(k) for k in keep}
+        unknown = sorted(k for k in keep if self.canonical(k) not in names)
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no output {', '.join(map(repr, unknown))}; "
+                             f"its outputs are {', '.join(self.output_names())}")
+        return out
+
+    def head_outputs(self) -> list[str]:
+        """The outputs that are read-outs for tasks (``heads.<name>``)."""
+        return [n for n in self.output_names() if n.startswith("heads.")]
+
+    def parts(self) -> dict[str, nn.Module]:
+        """Named sub-modules whose outputs (RMS) and parameters (gradient norm) are logged in training."""
+        return {}
+
+    def detach_state(self, state: Any) -> Any:
+        """The state cut from the autograd graph (every tensor in it detached)."""
+        return map_tensors(lambda t: t.detach(), state)
+
+    def summary(self) -> list[str]:
+        """Lines describing the model's structure, printed by ``rladder check``."""
+        return []
+
+    def forward(self, x: Tensor, state: Any = None, *, steps: int | None = None,
+                keep: Collection[str] | None = None) -> tuple[dict[str, Tensor], Any]:
+        """Unroll over time or over inference iterations.
+
+        ``x`` is ``(B, T, *input_shape)`` (one step per element of T), or ``(B, *input_shape)``
+        with ``steps=n`` for iterative inference on a static input. Returns a dict of
+        ``(B, T, ...)`` outputs (all of them, or those named in ``keep``) and the final state,
+        which a later call can continue from: T steps at once equal the same steps in chunks.
+        """
+        keep = self.resolve_keep(keep)
+        static = steps is not None
+        self.check_input(x, static)
+        frames = [x] * steps if static else x.unbind(1)
+        if not frames:
+            raise ValueError("forward() needs at least one step")
+        per_step: list[dict[str, Tensor]] = []
+        for x_t in frames:
+            out, state = self.step(x_t, state, keep)
+            per_step.append(out)
+        return {k: torch.stack([o[k] for o in per_step], dim=1) for k in per_step[0]}, state
+
+    def check_input(self, x: Tensor, static: bool) -> None:
+        lead = 1 if static else 2
+        shape = tuple(self.input_shape)
+        if tuple(x.shape[lead:]) != shape or x.dim() != lead + len(shape):
+            want = "(B, " + ("" if static else "T, ") + ", ".join(map(str, shape)) + ")"
+            raise ValueError(f"{type(self).__name__} input has shape {tuple(x.shape)}; expected {want}")
+
+
+def map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
+    """Apply ``fn`` to every tensor inside nested tuples, lists, dicts and attrs instances."""
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, tuple | list):
+        return type(value)(map_tensors(fn, v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: map_tensors(fn, v) for k, v in value.items()}
+    if attrs.has(type(value)):
+        return attrs.evolve(value, **{f.name: map_tensors(fn, getattr(value, f.name))
+                                      for f in attrs.fields(type(value)) if f.init})
+    return value
 
 
 @attrs.frozen
@@ -128,15 +246,41 @@ class TaskOptions:
     weight: float = attrs.field(default=1.0, metadata={"help": "Weight of this cost in the total loss."})
 
 
+@attrs.frozen
+class Metric:
+    """A headline metric of a task: printed after validation and test, drawn in ``curves.png``.
+
+    ``name`` is its key in ``compute_metrics()``; ``unit`` is shown on axes and in tables
+    ("%", "x1e-5", "nats/step"); ``better`` says which direction is an improvement;
+    ``baseline`` names another metric of the same task drawn beside it as a reference (for
+    example copying the last frame as the prediction).
+    """
+
+    name: str
+    title: str
+    unit: str = ""
+    better: Literal["min", "max"] = "min"
+    baseline: str = ""
+
+
 class Task(nn.Module, abc.ABC):
-    """A cost attached to named outputs of the ladder, and its metrics (paper section 2).
+    """A cost attached to named outputs of the model, its metrics and how they are shown (paper section 2).
 
     Built as ``factory(options, spec=DataSpec, label=str)``. The training loss is
     ``sum(task.weight * task.loss(outputs, batch))`` over tasks. ``outputs`` maps names to
     ``(B, T, ...)`` tensors (``encoder.l``, ``decoder.l``, ``heads.<name>``); ``batch`` is the
     dataset's batch dict. A batch may carry ``label_mask`` (B,) bool: supervised tasks then use
-    the labelled samples only, unsupervised tasks use all. A task may own modules or state (a mean teacher owns an EMA copy of
-    the model); they are saved with checkpoints like any ``nn.Module`` state.
+    the labelled samples only, unsupervised tasks use all. A task may own modules or state (a mean
+    teacher owns an EMA copy of the model); they are saved with checkpoints like any ``nn.Module`` state.
+
+    Metrics: ``update_metrics`` runs on every batch of an evaluation, in every process;
+    ``compute_metrics`` must return values **reduced over all processes** of a multi-process run.
+    torchmetrics objects do that by themselves; for plain tensors use ``rladder.core.reduce_sum``.
+    ``metrics()`` names the headline metrics (the others are saved but not printed).
+
+    Presentation: ``predictions`` turns outputs into human-facing values (``rladder predict``,
+    pictures); ``next_input`` says how a prediction becomes the model's next input (closed-loop
+    ``predict --rollout``); ``figures`` may draw pictures for ``rladder viz``.
     """
 
     def __init__(self, label: str, weight: float = 1.0):
@@ -177,9 +321,24 @@ class Task(nn.Module, abc.ABC):
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step (a mean teacher updates its EMA here)."""
 
+    def metrics(self) -> list[Metric]:
+        """The headline metrics, in order of importance (default: none; every metric is still saved)."""
+        return []
+
     def predictions(self, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Human-facing predictions for `rladder predict` and pictures, e.g. ``{"next_frame": (B,T,C,H,W)
         in [0,1]}`` or ``{"class_probs": (B,T,K)}`` (default: none)."""
+        return {}
+
+    def next_input(self, predictions: Mapping[str, Tensor]) -> Tensor | None:
+        """For a closed-loop rollout: the model's input at step t+1 made from the predictions of step t,
+        ``(B, T, *step_shape)``, or None when this task predicts no input (default)."""
+        return None
+
+    def figures(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor],
+                predictions: Mapping[str, Tensor]) -> dict[str, Any]:
+        """Pictures for `rladder viz` of a few evaluation samples: ``{name: matplotlib Figure}``, saved
+        as ``<name>.png`` in the run folder (default: none)."""
         return {}
 
 
@@ -205,6 +364,12 @@ class Dataset(abc.ABC):
     def dummy_batch(self, batch: int = 2, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """A random batch with every key a task may read (``rladder check``); override to add keys."""
         return self.spec.dummy_batch(batch, generator)
+
+    def figures(self, batch: Mapping[str, Tensor], predictions: Mapping[str, Tensor]) -> dict[str, Any]:
+        """Pictures for `rladder viz` of a few samples with the tasks' predictions (``predictions``:
+        every task's ``predictions()``, e.g. ``next_frame`` or ``class_probs``): ``{name: matplotlib
+        Figure}``, saved as ``<name>.png`` (default: none)."""
+        return {}
 
     def check_split(self, split: str) -> None:
         if split not in self.spec.splits:
@@ -243,3 +408,21 @@ class Loader(abc.ABC):
 def to_device(batch: Mapping[str, Any], device: torch.device | str, non_blocking: bool = False) -> dict[str, Any]:
     """Move every tensor of a batch dict to ``device``."""
     return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def reduce_sum(*tensors: Tensor) -> list[Tensor]:
+    """Sum each tensor over the processes of a multi-process run (unchanged in a single process).
+
+    For task metrics kept as plain tensors: accumulate sums and counts in ``update_metrics``, then
+    ``total, count = reduce_sum(total, count)`` in ``compute_metrics``. Every process must call it.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(tensors)
+    out = []
+    for t in tensors:
+        t = t.clone()
+        dist.all_reduce(t)
+        out.append(t)
+    return out

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from rladder.registry import option
 
-from .interfaces import CellState, DecoderCell, EncoderCell, Shape
+from .interfaces import CellState, DecoderCell, EncoderCell, Model, Shape
 
 
 @attrs.frozen
@@ -101,7 +101,7 @@ class Level(nn.Module):
         self.feedback = feedback
 
 
-class RLadder(nn.Module):
+class RLadder(Model):
     """A recurrent Ladder built from levels (bottom first) and heads.
 
     ``levels[l].encoder`` maps e_{l-1}(t) (the input for l = 0) to e_l(t); ``levels[l].decoder``
@@ -177,7 +177,8 @@ class RLadder(nn.Module):
         Returns the outputs of this step (every level's e_l(t) and d_l(t) and every head, or only
         the names in ``keep``) and the state for step t+1.
         """
-        self._check_input(x_t, static=True)
+        self.check_input(x_t, static=True)
+        keep = self.resolve_keep(keep)
         if state is None:
             state = self.init_state(x_t.shape[0], x_t)
         levels = self.levels
@@ -213,38 +214,20 @@ class RLadder(nn.Module):
         new_state = LadderState(tuple(enc_state), tuple(dec_out) if self.feedback else (), state.steps + 1)
         return outputs, new_state
 
-    # ------------------------------------------------------------------ many steps
-    def forward(self, x: Tensor, state: LadderState | None = None, *, steps: int | None = None,
-                keep: Collection[str] | None = None) -> tuple[dict[str, Tensor], LadderState]:
-        """Unroll over time or over inference iterations.
-
-        ``x`` is ``(B, T, *input_shape)`` (one step per element of T), or ``(B, *input_shape)``
-        with ``steps=n`` for iterative inference on a static input. Returns a dict of
-        ``(B, T, ...)`` outputs (all of them, or those named in ``keep``) and the final state,
-        which a later call can continue from: running T steps at once equals running them in
-        chunks with the state carried.
-        """
-        keep = None if keep is None else {self.canonical(k) for k in keep}
-        if steps is None:
-            self._check_input(x, static=False)
-            frames = x.unbind(1)
-        else:
-            self._check_input(x, static=True)
-            frames = [x] * steps
-        per_step: list[dict[str, Tensor]] = []
-        for x_t in frames:
-            out, state = self.step(x_t, state, keep)
-            per_step.append(out)
-        if not per_step:
-            raise ValueError("forward() needs at least one step")
-        outputs = {k: torch.stack([o[k] for o in per_step], dim=1) for k in per_step[0]}
-        return outputs, state
-
-    def _check_input(self, x: Tensor, static: bool) -> None:
-        lead = 1 if static else 2
-        if tuple(x.shape[lead:]) != self.input_shape or x.dim() != lead + len(self.input_shape):
-            want = "(B, " + ("" if static else "T, ") + ", ".join(map(str, self.input_shape)) + ")"
-            raise ValueError(f"RLadder input has shape {tuple(x.shape)}; expected {want}")
+    def summary(self) -> list[str]:
+        """The levels (cells and output shapes), the ablation switches and the heads."""
+        lines = [f"  {'level':<6}{'encoder':<16}{'output':<18}decoder"]
+        for l, level in enumerate(self.levels):
+            dec = type(level.decoder).__name__ if level.decoder is not None and self.has_decoder else "-"
+            lines.append(f"  {l:<6}{type(level.encoder).__name__:<16}{str(tuple(level.encoder.out_shape)):<18}{dec}")
+        switches = [] if self.has_decoder else ["no decoder"]
+        if self.has_decoder and not self.feedback:
+            switches.append("no decoder-to-encoder links")
+        if switches:
+            lines.append(f"  ablation: {', '.join(switches)}")
+        for name, head in self.heads.items():
+            lines.append(f"  head {name}: {head.kind} of {head.source} -> {tuple(head.out_shape)}")
+        return lines
 
 
 def _canonical(name: str, num_levels: int) -> str:

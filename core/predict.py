@@ -56,8 +56,11 @@ def _predictions(run, outputs) -> dict:
 
 @torch.no_grad()
 def rollout(run, xb: torch.Tensor, steps: int) -> torch.Tensor:
-    """Closed loop: after the inputs, feed the predicted next input back for ``steps`` steps (B, steps, *step)."""
-    heads = {f"heads.{h}" for h in run.model.heads}
+    """Closed loop: after the inputs, feed the predicted next input back for ``steps`` steps (B, steps, *step).
+
+    The next input comes from the first task whose ``next_input`` gives one (``next_step``: the
+    predicted next frame)."""
+    heads = set(run.model.head_outputs())
     outputs, state = run.model(xb, keep=heads)
     nxt = _next_input(run, _predictions(run, outputs), xb)[:, -1]
     frames = []
@@ -70,10 +73,13 @@ def rollout(run, xb: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def _next_input(run, predictions, xb) -> torch.Tensor:
-    """The prediction named ``next_frame`` (from a next_step task), which has the input's layout."""
-    if "next_frame" not in predictions or predictions["next_frame"].shape[2:] != xb.shape[2:]:
-        raise ConfigError("--rollout needs a next_step task whose predictions have the input's shape; this run has none")
-    return predictions["next_frame"]
+    """What the tasks make of the predictions as the next input, with the input's layout."""
+    for task in run.tasks.values():
+        nxt = task.next_input(predictions)
+        if nxt is not None and nxt.shape[2:] == xb.shape[2:]:
+            return nxt
+    raise ConfigError("--rollout needs a task that predicts the next input (for example next_step); "
+                      f"this run's tasks ({', '.join(run.tasks) or 'none'}) predict none")
 
 
 @torch.no_grad()
@@ -86,8 +92,7 @@ def predict_file(run_dir, input_path, output_path=None, which: str = "best", bat
     collected: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch):
         xb = torch.from_numpy(x[start:start + batch])
-        outputs = _predictions(run, model_outputs(run.model, {"x": xb}, run.spec,
-                                                  keep={f"heads.{h}" for h in run.model.heads}))
+        outputs = _predictions(run, model_outputs(run.model, {"x": xb}, run.spec, keep=run.model.head_outputs()))
         if rollout_steps:
             outputs["rollout"] = rollout(run, xb, rollout_steps)
         for key, value in outputs.items():

@@ -60,7 +60,7 @@ def sha256(path: Path) -> str:
 def build(table: dict[str, Any], out: Path, splits: Sequence[str] | None = None, shard_size: int = 1000,
           registry: Registry | None = None, log=print) -> Path:
     """Write shards of the dataset described by ``table`` (``{name = ..., <options>}``) into ``out``."""
-    from .train import rladder_version
+    from .versions import rladder_version
 
     reg = registry or get_registry()
     if shard_size < 1:

@@ -17,33 +17,35 @@ good checkpoint. With several processes (torchrun) only rank 0 writes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import random
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 from torch import nn
 
 from rladder.registry import ConfigError, Registry, RladderError, get_registry, plugin_versions
 
 from . import checkpoint
-from .assemble import Run, build_run
+from .assemble import build_run
 from .config import RunConfig, to_dict, to_toml
-from .files import write_text
+from .data import make_loader
+from .devices import autocast, pick_device, pick_precision
+from .distributed import Dist
 from .distributed_ops import all_true, any_true
-from .instruments import Instruments, model_parts
+from .evaluation import evaluate_all, headline_keys
+from .files import write_text
+from .instruments import Instruments
 from .interfaces import Loader, to_device
-from .labels import LabelPlan, plan as label_plan
+from .labels import plan as label_plan
 from .objective import corrupt, model_outputs, needed_outputs, prepare, total_loss
+from .versions import rladder_version
 
 
 class TrainingStopped(RladderError):
@@ -54,44 +56,6 @@ class Interrupted(RladderError):
     """Ctrl-C: a checkpoint was saved; `rladder resume` continues."""
 
     exit_code = 130
-
-
-@attrs.frozen
-class Dist:
-    """Where this process sits in a multi-process run (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def rladder_version() -> str:
-    from importlib.metadata import version
-    return version("rladder")
-
-
-def pick_device(name: str, dist: Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist.world > 1:
-        name = f"cuda:{dist.local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r} but this machine has no usable CUDA device; use 'auto' or 'cpu'")
-    return device
-
-
-def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if name == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision = 'fp16' needs a GPU; use 'fp32' or 'bf16' on CPU")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def lr_factor(step: int, cfg) -> float:
@@ -109,75 +73,12 @@ def lr_factor(step: int, cfg) -> float:
     return max(0.0, (cfg.steps - step) / max(1.0, cfg.steps - start))
 
 
-def make_loader(run: Run, config: RunConfig, split: str, train: bool, dist: Dist,
-                registry: Registry | None = None, batch_size: int | None = None,
-                labels: LabelPlan | None = None, device: torch.device | str = "cpu") -> Loader:
-    reg = registry or get_registry()
-    return reg.build("loader", config.loader, path="loader", dataset=run.dataset, split=split,
-                     batch_size=batch_size or config.train.batch_size, train=train, seed=config.seed,
-                     rank=dist.rank, world=dist.world, labels=labels, data_config=config.data, device=device)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, tasks: Mapping[str, Any], spec, loader: Loader, device: torch.device,
-             autocast_dtype: torch.dtype | None = None, max_batches: int = 0) -> dict[str, float]:
-    """Mean total loss, mean cost per task and every task metric over (part of) a split."""
-    was_training = model.training
-    model.eval()
-    for task in tasks.values():
-        task.reset_metrics()
-    keep = needed_outputs(tasks)
-    sums: dict[str, torch.Tensor] = {}
-    count = torch.zeros((), dtype=torch.float64, device=device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for i, batch in enumerate(loader):
-            if max_batches and i >= max_batches:
-                break
-            batch = to_device(batch, device, non_blocking=True)
-            with _autocast(device, autocast_dtype):
-                batch = prepare(tasks, model, batch)
-                outputs = model_outputs(model, batch, spec, keep)
-                loss, parts = total_loss(tasks, outputs, batch)
-            n = len(batch["x"])
-            for key, value in {"loss": loss.detach(), **{f"{k}/loss": v for k, v in parts.items()}}.items():
-                sums[key] = sums.get(key, 0) + value.double() * n
-            count += n
-            for task in tasks.values():
-                task.update_metrics(outputs, batch)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        for key in sorted(sums):
-            torch.distributed.all_reduce(sums[key])
-        torch.distributed.all_reduce(count)
-    result = {k: float(v / count.clamp(min=1)) for k, v in sums.items()}
-    for label, task in tasks.items():
-        result.update({f"{label}/{k}": v for k, v in task.compute_metrics().items()})
-    model.train(was_training)
-    return result
-
-
-def evaluate_all(model: nn.Module, tasks: Mapping[str, Any], spec, loader: Loader, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None, max_batches: int = 0) -> dict[str, float]:
-    """``evaluate`` for the model and for every extra model a task offers (a mean teacher's teacher),
-    whose results are named ``<task>/<model>/<metric>``."""
-    results = evaluate(model, tasks, spec, loader, device, autocast_dtype, max_batches)
-    for label, task in tasks.items():
-        for name, extra in task.extra_models().items():
-            more = evaluate(extra, tasks, spec, loader, device, autocast_dtype, max_batches)
-            results.update({f"{label}/{name}/{k}": v for k, v in more.items()})
-    return results
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 class Trainer:
     """Trains the run described by a resolved config, in ``run_dir`` (see module docstring)."""
 
     def __init__(self, config: RunConfig, run_dir: Path, *, resume: bool = False, dist: Dist = Dist(),
-                 registry: Registry | None = None, progress: bool | None = None, log=None):
+                 registry: Registry | None = None, progress: bool | None = None, log=None,
+                 callbacks: Sequence[Callable[[Trainer], None]] = ()):
         self.config, self.run_dir, self.dist = config, Path(run_dir), dist
         self.registry = registry or get_registry()
         self.cfg = cfg = config.train
@@ -217,8 +118,7 @@ class Trainer:
                                         device=self.device)
         self._val_loader: Loader | None = None
         self._stop_requested = False
-        fault = os.environ.get("RLADDER_FAULT", "")   # "RANK:STEP": that process dies there (tests)
-        self._fault = tuple(map(int, fault.split(":"))) if fault else None
+        self.callbacks = list(callbacks)     # called with the trainer after every optimizer step (tests, tools)
         if resume:
             self._restore(checkpoint.load(self.last_path))
         else:
@@ -226,7 +126,7 @@ class Trainer:
             random.seed(config.seed)
 
     def _instruments(self) -> Instruments:
-        parts = model_parts(self.model)
+        parts = self.model.parts()
         groups = {name: list(part.parameters()) for name, part in parts.items()}
         groups.update({f"tasks.{label}": list(task.parameters()) for label, task in self.tasks.items()})
         groups["other"] = list(self.model.parameters())
@@ -246,8 +146,7 @@ class Trainer:
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
-            heads = getattr(model, "heads", {})
-            unused = any(f"heads.{h}" not in self.keep for h in heads)
+            unused = any(h not in self.keep for h in model.head_outputs())
             wrapped = DDP(model, device_ids=ids, find_unused_parameters=unused)
         if self.cfg.compile:
             wrapped = torch.compile(wrapped)
@@ -384,8 +283,8 @@ class Trainer:
                 loss, parts = self._train_step(batch)
                 self.step += 1
                 interval.add(loss, parts, len(batch["x"]) * self.dist.world, t_data, time.perf_counter() - t0)
-                if self._fault and self._fault == (self.dist.rank, self.step):
-                    os._exit(3)
+                for callback in self.callbacks:
+                    callback(self)
                 check_now = self.device.type == "cpu" or self.step % cfg.log_every == 0 or \
                     self.step % cfg.eval_every == 0 or self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
                 if check_now and not all_true(interval.finite(), self.device):
@@ -414,7 +313,7 @@ class Trainer:
 
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
-        with _autocast(self.device, self.amp):
+        with autocast(self.device, self.amp):
             batch = prepare(self.tasks, self.model, batch)
             self.instruments.active = True
             try:
@@ -458,8 +357,7 @@ class Trainer:
         better = old is None or (value < old if self.cfg.best_mode == "min" else value > old)
         if better and math.isfinite(value):
             self._save_best(value)
-        self.log(f"step {self.step}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(val.items())
-                                                            if "/error_t" not in k))
+        self.log(f"step {self.step}: validation " + ", ".join(f"{k} {val[k]:.4g}" for k in headline_keys(self.tasks, val)))
         return val
 
     # ------------------------------------------------------------------ progress and Ctrl-C

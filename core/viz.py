@@ -1,10 +1,14 @@
-"""`rladder viz`: pictures of what a trained run predicts, and its learning curves.
+"""`rladder viz`: learning curves, training instruments, and the pictures the plugins draw.
 
-``predictions.png`` follows the paper's Fig. 4 for video: per sequence, the un-occluded ground
-truth (when the data has it), the input frames, the predicted next frame under the frame it
-follows, and the class belief at every step. Piano rolls show input and prediction as images
-(time x pitch). ``curves.png`` plots the training loss and every validation metric from
-``metrics.jsonl``.
+* ``curves.png``: the training loss and every task's headline metrics (``Task.metrics()``) on the
+  validation split, with their units and the reference metric each names as its baseline;
+* ``diagnostics.png``: gradient norms before clipping, the share of clipped steps and the RMS of
+  e_l(t) and d_l(t) per level (``rladder.core.instruments``);
+* every figure that the run's tasks (``Task.figures``) and its dataset (``Dataset.figures``)
+  draw for a few samples of a split, each saved as ``<name>.png`` (the Occluded Moving MNIST
+  dataset draws ``predictions.png``, like the paper's Fig. 4).
+
+Core draws nothing dataset-specific: what a sample looks like is the plugins' business.
 """
 
 from __future__ import annotations
@@ -16,110 +20,75 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .interfaces import Metric  # noqa: E402
 from .objective import model_outputs  # noqa: E402
 from .runs import load_trained  # noqa: E402
 
 
 def write_pictures(run_dir, split: str = "test", samples: int = 4, which: str = "best") -> list[Path]:
+    """Draw every picture of a run; returns their paths."""
     run_dir = Path(run_dir)
-    paths = []
-    curves = learning_curves(run_dir)
-    if curves:
-        paths.append(curves)
-    diag = diagnostics(run_dir)
-    if diag:
-        paths.append(diag)
-    paths.append(prediction_picture(run_dir, split, samples, which))
+    config, run, step = load_trained(run_dir, which)
+    headline = {label: task.metrics() for label, task in run.tasks.items()}
+    paths = [p for p in (learning_curves(run_dir, headline), diagnostics(run_dir)) if p]
+    run.dataset.check_split(split)
+    arrays = run.dataset.arrays(split)
+    stored = {k: torch.from_numpy(v[:samples]) for k, v in arrays.items()}
+    batch = run.dataset.to_batch(stored)
+    with torch.no_grad():
+        outputs = model_outputs(run.model, batch, run.spec)
+    predictions: dict[str, torch.Tensor] = {}
+    for task in run.tasks.values():
+        predictions.update(task.predictions(outputs))
+    figures = {}
+    for task in run.tasks.values():
+        figures.update(task.figures(batch, outputs, predictions))
+    figures.update(run.dataset.figures(batch, predictions))
+    title = f"{config.model['name']} on {config.data['name']} ({split} split), checkpoint of step {step}"
+    for name, fig in figures.items():
+        caption = fig.get_suptitle()
+        fig.suptitle(title + (f"\n{caption}" if caption else ""), fontsize=9)
+        out = run_dir / f"{name}.png"
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        paths.append(out)
     return paths
 
 
-@torch.no_grad()
-def prediction_picture(run_dir: Path, split: str, samples: int, which: str) -> Path:
-    config, run, step = load_trained(run_dir, which)
-    run.dataset.check_split(split)
-    stored = {k: torch.from_numpy(v[:samples]) for k, v in run.dataset.arrays(split).items()}
-    batch = run.dataset.to_batch(stored)
-    outputs = model_outputs(run.model, batch, run.spec)
-    preds: dict[str, torch.Tensor] = {}
-    for task in run.tasks.values():
-        preds.update(task.predictions(outputs))
-    n = len(batch["x"])
-    video = run.spec.modality == "video" and not run.spec.static
-    frame_preds = [v for v in preds.values() if v.dim() == 5]
-    beliefs = [v for v in preds.values() if v.dim() == 3]
-    if video:
-        rows = (["ground truth"] if "x_clean" in batch else []) + ["input"] + \
-               (["predicted next"] if frame_preds else []) + (["class belief"] if beliefs else [])
-        T = batch["x"].shape[1]
-        fig, axes = plt.subplots(n * len(rows), T + 1, figsize=(1.5 * (T + 1), 1.5 * n * len(rows)), squeeze=False)
-        for i in range(n):
-            for r, name in enumerate(rows):
-                ax_row = axes[i * len(rows) + r]
-                ax_row[0].text(0.95, 0.5, name + (f"\n(label {int(batch['y'][i])})" if "y" in batch and r == 0 else ""),
-                               ha="right", va="center", fontsize=8)
-                ax_row[0].axis("off")
-                for t in range(T):
-                    ax = ax_row[t + 1]
-                    if name == "class belief":
-                        probs = beliefs[0][i, t].numpy()
-                        ax.bar(range(len(probs)), probs, color=["tab:red" if k == int(batch["y"][i]) else "tab:gray"
-                                                                for k in range(len(probs))])
-                        ax.set_ylim(0, 1)
-                        ax.set_xticks(range(len(probs)))
-                        ax.tick_params(labelsize=5)
-                        continue
-                    image = {"ground truth": batch.get("x_clean"), "input": batch["x"],
-                             "predicted next": frame_preds[0] if frame_preds else None}[name][i, t]
-                    ax.imshow(_image(image), cmap="gray", vmin=0, vmax=1)
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    if i == 0 and r == 0:
-                        ax.set_title(f"t = {t + 1}", fontsize=8)
-    else:
-        fig, axes = plt.subplots(n, 1 + len(frame_preds), figsize=(4 * (1 + len(frame_preds)), 2 * n), squeeze=False)
-        for i in range(n):
-            axes[i][0].imshow(_roll(batch["x"][i]), aspect="auto", cmap="gray_r")
-            axes[i][0].set_title("input", fontsize=8)
-            for j, p in enumerate(frame_preds):
-                axes[i][j + 1].imshow(_roll(p[i]), aspect="auto", cmap="gray_r", vmin=0, vmax=1)
-                axes[i][j + 1].set_title("predicted next step", fontsize=8)
-    fig.suptitle(f"{config.model['name']} on {config.data['name']} ({split}), checkpoint step {step}", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_size_inches()[1]))
-    path = run_dir / "predictions.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _image(t: torch.Tensor) -> np.ndarray:
-    t = t.float()
-    return (t[0] if t.shape[0] == 1 else t.permute(1, 2, 0)).clamp(0, 1).numpy()
-
-
-def _roll(t: torch.Tensor) -> np.ndarray:
-    return t.float().reshape(t.shape[0], -1).T.numpy()
-
-
-def learning_curves(run_dir: Path) -> Path | None:
+def learning_curves(run_dir: Path, headline: dict[str, list[Metric]]) -> Path | None:
+    """``curves.png``: the loss (train and validation) and each task's headline metrics on validation."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     train = [r for r in records if r["split"] == "train"]
     val = [r for r in records if r["split"] == "val"]
-    keys = ["loss"] + sorted({k for r in val for k in r if k.endswith(("/error", "/prediction_error"))})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        if key == "loss" and train:
-            ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train", lw=1)
+    panels = [(label, m) for label, ms in headline.items() for m in ms]
+    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(4.2 * (1 + len(panels)), 3.3), squeeze=False)
+    ax = axes[0][0]
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="training (interval mean)")
+    pts = [(r["step"], r["loss"]) for r in val if "loss" in r]
+    if pts:
+        ax.plot(*zip(*pts), "o-", ms=3, label="validation")
+    ax.set_title("total loss (weighted sum of task costs)", fontsize=9)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    for ax, (label, metric) in zip(axes[0][1:], panels):
+        key = f"{label}/{metric.name}"
         pts = [(r["step"], r[key]) for r in val if key in r]
         if pts:
-            ax.plot(*zip(*pts), "o-", label="validation", ms=3)
-        ax.set_title(key, fontsize=9)
+            ax.plot(*zip(*pts), "o-", ms=3, label=f"validation ({'lower' if metric.better == 'min' else 'higher'} is better)")
+        base = f"{label}/{metric.baseline}" if metric.baseline else ""
+        ref = [(r["step"], r[base]) for r in val if base and base in r]
+        if ref:
+            ax.plot(*zip(*ref), "--", color="tab:gray", label="baseline: " + metric.baseline.replace("_", " "))
+        ax.set_title(f"{label}: {metric.title}", fontsize=9)
         ax.set_xlabel("step")
+        ax.set_ylabel(f"{metric.title} ({metric.unit})" if metric.unit else metric.title, fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()
     out = run_dir / "curves.png"

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from rladder.core import Needs, Task, TaskOptions
+from rladder.core import Metric, Needs, Task, TaskOptions
 from rladder.registry import Component, ContractError, hookimpl, option
 
 
@@ -67,6 +67,9 @@ class Classify(Task):
     def reset_metrics(self):
         for m in [*self.acc, self.ce]:
             m.reset()
+
+    def metrics(self) -> list[Metric]:
+        return [Metric("error", "classification error", "%")]
 
     def predictions(self, outputs):
         return {"class_probs": torch.softmax(outputs[f"heads.{self.o.head}"].float(), -1)}

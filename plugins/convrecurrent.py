@@ -15,16 +15,15 @@ import torch
 from torch import Tensor
 
 from rladder.core import CellState, EncoderCell
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import positive
+from rladder.core import layers as L
+from rladder.registry import Component, hookimpl, odd, option, positive
 
-from . import _layers as L
 
 
 @attrs.frozen
 class ConvRecurrentOptions:
     channels: int = option(32, help="Hidden channels (the output channels).", validator=positive)
-    kernel_size: int = option(3, help="Kernel size of the gate convolution (odd).", validator=positive)
+    kernel_size: int = option(3, help="Kernel size of the gate convolution (odd).", validator=odd)
     pool: int = option(1, help="Max-pool the bottom-up input by this factor first (down-sampling).",
                        validator=positive)
     norm: L.Norm = option("group", help="Normalisation of the gate pre-activations ('group' = one group per gate).")

@@ -22,33 +22,32 @@ import torch
 from torch import Tensor, nn
 
 from rladder.core import DecoderCell
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import positive
+from rladder.core import layers as L
+from rladder.registry import Component, hookimpl, odd, option
 
-from . import _layers as L
-from ._resample import FromVector, Resample, Upsample
 
 TopInput = Literal["lateral", "zero"]
 
 
 @attrs.frozen
-class VanillaOptions:
+class CombinatorOptions:
+    """Options every combinator has: how d_{l+1} becomes u (resampling, normalisation) and u at the top."""
+
     norm: L.Norm = option("layer", help="Normalisation of u (no affine parameters).")
-    upsample: Upsample = option("nearest", help="Spatial up-sampling of d_{l+1}: nearest + conv, or transpose conv.")
-    kernel_size: int = option(3, help="Kernel of the conv after nearest up-sampling (odd).", validator=positive)
-    from_vector: FromVector = option("linear", help="Vector level above -> spatial level: linear or broadcast.")
+    upsample: L.Upsample = option("nearest", help="Spatial up-sampling of d_{l+1}: nearest + conv, or transpose conv.")
+    kernel_size: int = option(3, help="Kernel of the conv after nearest up-sampling (odd).", validator=odd)
+    from_vector: L.FromVector = option("linear", help="Vector level above -> spatial level: linear or broadcast.")
     top_input: TopInput = option("lateral", help="u at the top level: Norm(e_L) ('lateral') or 0 ('zero').")
+
+
+@attrs.frozen
+class VanillaOptions(CombinatorOptions):
     stable_v: bool = option(False, help="Pass v through a sigmoid (Tagger's gauss_stable_v).")
 
 
 @attrs.frozen
-class LearnedOptions:
-    norm: L.Norm = option("layer", help="Normalisation of u (no affine parameters).")
-    upsample: Upsample = option("nearest", help="Spatial up-sampling of d_{l+1}: nearest + conv, or transpose conv.")
-    kernel_size: int = option(3, help="Kernel of the conv after nearest up-sampling (odd).", validator=positive)
-    from_vector: FromVector = option("linear", help="Vector level above -> spatial level: linear or broadcast.")
-    top_input: TopInput = option("lateral", help="u at the top level: Norm(e_L) ('lateral') or 0 ('zero').")
-    combine_kernel: int = option(1, help="Kernel of the combining conv (odd; 1 = per position).", validator=positive)
+class LearnedOptions(CombinatorOptions):
+    combine_kernel: int = option(1, help="Kernel of the combining conv (odd; 1 = per position).", validator=odd)
     activation: L.Activation = option("relu", help="Nonlinearity of the output.")
 
 
@@ -62,7 +61,7 @@ class _Combinator(DecoderCell):
         self.rank = L.rank_of(self.lateral_shape)
         self.resample = None
         if self.top_down_shape is not None:
-            self.resample = Resample(self.top_down_shape, self.lateral_shape, options.upsample,
+            self.resample = L.Resample(self.top_down_shape, self.lateral_shape, options.upsample,
                                      options.kernel_size, options.from_vector)
         self.top_input = options.top_input
         self.norm = L.norm(options.norm, self.lateral_shape[0], self.rank, affine=False)

@@ -17,10 +17,8 @@ from typing import Literal
 import attrs
 import torch
 
-from rladder.core import Needs, Task, TaskOptions
-from rladder.core.objective import model_outputs
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import non_negative
+from rladder.core import Needs, Task, TaskOptions, model_outputs
+from rladder.registry import Component, hookimpl, non_negative, option
 
 
 @attrs.frozen

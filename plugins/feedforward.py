@@ -11,10 +11,9 @@ import attrs
 from torch import Tensor
 
 from rladder.core import CellState, EncoderCell
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import positive
+from rladder.core import layers as L
+from rladder.registry import Component, hookimpl, odd, option, positive
 
-from . import _layers as L
 
 
 @attrs.frozen
@@ -36,7 +35,7 @@ class InputCell(EncoderCell):
 @attrs.frozen
 class ConvOptions:
     channels: int = option(32, help="Output channels.", validator=positive)
-    kernel_size: int = option(3, help="Kernel size (odd).", validator=positive)
+    kernel_size: int = option(3, help="Kernel size (odd).", validator=odd)
     stride: int = option(1, help="Stride: down-samples the bottom-up input by this factor.", validator=positive)
     pool: int = option(1, help="Max-pool the bottom-up input by this factor first.", validator=positive)
     norm: L.Norm = option("group", help="Normalisation of the pre-activation.")

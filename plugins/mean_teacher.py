@@ -20,10 +20,8 @@ import math
 import attrs
 import torch
 
-from rladder.core import Needs, Task, TaskOptions
-from rladder.core.objective import model_outputs
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import in_open_unit, non_negative
+from rladder.core import Needs, Task, TaskOptions, model_outputs
+from rladder.registry import Component, hookimpl, in_open_unit, non_negative, option
 
 
 @attrs.frozen

@@ -18,8 +18,7 @@ import attrs
 import numpy as np
 import torch
 
-from rladder.core import Dataset, Loader
-from rladder.core.labels import IndexStream, LabelPlan
+from rladder.core import Dataset, IndexStream, LabelPlan, Loader
 from rladder.registry import Component, ConfigError, hookimpl, option
 
 

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from rladder.core import DataSpec, Dataset
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import positive
+from rladder.registry import Component, hookimpl, option, positive
 
 from .mnist import MNISTSource, load_mnist, split_arrays
 
@@ -160,6 +159,12 @@ class OccludedMNIST(Dataset):
         occluded = clean * self.mask
         return {"x": occluded[:, :-1], "x_next": occluded[:, 1:], "x_clean": clean[:, :-1], "y": stored["y"]}
 
+    def figures(self, batch, predictions):
+        """``predictions.png``, like the paper's Fig. 4 (see ``draw_sequences``)."""
+        if self.options.input == "recon":
+            return {}
+        return {"predictions": draw_sequences(batch, predictions, visibility())}
+
     def dummy_batch(self, batch: int = 2, generator: torch.Generator | None = None):
         seed = int(torch.randint(0, 2**31, (1,), generator=generator))
         rng = np.random.default_rng(seed)
@@ -168,6 +173,74 @@ class OccludedMNIST(Dataset):
         stored = {"clean": torch.from_numpy(data["clean"]), "recon": torch.from_numpy(data["recon"]),
                   "y": torch.from_numpy(rng.integers(0, 10, batch))}
         return self.to_batch(stored)
+
+
+def draw_sequences(batch, predictions, visible: np.ndarray):
+    """Per sequence: the un-occluded frames, the occluded input with the bars shaded, the predicted
+    frame under the frame it predicts, and the class belief after each frame (true label in red).
+
+    Columns are frames 1..T+1; frame T+1 is the last prediction's target, never shown to the model.
+    ``predictions`` may hold ``next_frame`` (B, T, 1, 32, 32) and ``class_probs`` (B, T, K).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    x, x_next, clean, y = batch["x"], batch["x_next"], batch["x_clean"], batch["y"]
+    frames = predictions.get("next_frame")
+    beliefs = predictions.get("class_probs")
+    n, T = x.shape[:2]
+    rows = ["un-occluded (never shown)", "input: occluded frames"] + (["predicted frame"] if frames is not None else []) \
+        + (["class belief"] if beliefs is not None else [])
+    bars = np.ma.masked_where(visible > 0, np.ones_like(visible, dtype=float))
+    shade = ListedColormap(["tab:blue"])
+    fig, axes = plt.subplots(n * len(rows), T + 2, figsize=(1.45 * (T + 2), 1.45 * n * len(rows) + 1.0),
+                             squeeze=False, gridspec_kw={"width_ratios": [1.6] + [1] * (T + 1)})
+    for i in range(n):
+        for r, name in enumerate(rows):
+            row = axes[i * len(rows) + r]
+            label = f"{name}\n(true label {int(y[i])})" if r == 0 else name
+            row[0].text(0.98, 0.5, label, ha="right", va="center", fontsize=7)
+            row[0].axis("off")
+            for f in range(1, T + 2):                       # frame number f is column f
+                ax = row[f]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0 and r == 0:
+                    ax.set_title(f"frame {f}" + (" (target)" if f == T + 1 else ""), fontsize=7)
+                if name.startswith("un-occluded"):
+                    image = clean[i, f - 1] if f <= T else None
+                elif name.startswith("input"):
+                    image = x[i, f - 1] if f <= T else x_next[i, -1]
+                elif name == "predicted frame":
+                    image = frames[i, f - 2] if f >= 2 else None
+                else:
+                    image = None
+                    if f <= T:
+                        probs = beliefs[i, f - 1].float().numpy()
+                        ax.bar(range(len(probs)), probs, color=["tab:red" if k == int(y[i]) else "tab:gray"
+                                                                for k in range(len(probs))])
+                        ax.set_ylim(0, 1)
+                        ax.set_xticks(range(len(probs)))
+                        ax.tick_params(labelsize=5)
+                    else:
+                        ax.axis("off")
+                    continue
+                if image is None:
+                    ax.axis("off")
+                    continue
+                ax.imshow(image.float()[0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+                if name.startswith("input"):
+                    ax.imshow(bars, cmap=shade, alpha=0.25, vmin=0, vmax=1)
+                    if f == T + 1:
+                        ax.set_xlabel("not shown to the model", fontsize=5)
+    fig.suptitle("Blue shading: the occluding bars (the model sees 0 there). 'predicted frame' under frame f: "
+                 "the prediction of frame f made after frames 1..f-1.\nclass belief under frame f: class "
+                 "probabilities after frames 1..f, classes 0-9 left to right, the true class in red.", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_size_inches()[1]))
+    return fig
 
 
 @hookimpl

@@ -31,8 +31,7 @@ from typing import Any
 import attrs
 
 from rladder.core import FeedbackSpec, LadderSpec
-from rladder.registry import Component, hookimpl, option, structure
-from rladder.registry.options import positive
+from rladder.registry import Component, hookimpl, option, positive, structure
 
 
 @attrs.frozen
@@ -50,6 +49,9 @@ class OMMOptions:
     top_reduce: str = option("max", help="How the top level pools the last conv map: max, avg or flatten.")
     recon_head: bool = option(False, help="Add head 'recon' (the bottom decoder read out as the current input), "
                                           "for the denoise task.")
+    input_level: bool = option(False, help="Put a pass-through input level below the encoder (the paper's bottom "
+                                           "cell e_0(t) = x_t), so the first conv-LSTM receives d_1(t-1), not the "
+                                           "bottom decoder output the frame is read from (RLadder models).")
 
 
 def encoder(o: OMMOptions, recurrent: bool, top_recurrent: bool) -> list[dict]:
@@ -62,7 +64,8 @@ def encoder(o: OMMOptions, recurrent: bool, top_recurrent: bool) -> list[dict]:
         return {"name": o.recurrent, "channels": c, "norm": o.norm} if recurrent else conv(c)
 
     top = {"name": o.top_cell if top_recurrent else "linear", "units": o.top, "reduce": o.top_reduce}
-    return [rec(c1), conv(c1, stride=2), rec(c2), conv(c2, stride=2), rec(c3), conv(c3, kernel_size=1), top]
+    levels = [rec(c1), conv(c1, stride=2), rec(c2), conv(c2, stride=2), rec(c3), conv(c3, kernel_size=1), top]
+    return ([{"name": "input"}] if o.input_level and recurrent else []) + levels
 
 
 CLASS_HEAD = {"name": "class", "source": "encoder.-1", "kind": "classifier", "out": "classes"}

@@ -7,7 +7,7 @@ one seed; tiny widths) and ``paper`` (the paper's scale, spec section 4.1.3, for
 
 from __future__ import annotations
 
-from rladder.core.reproduce import Recipe, Row
+from rladder.core import Recipe, Row
 from rladder.registry import Component, NoOptions, hookimpl
 
 ERROR, PRED = "Classification error (%)", "Prediction error (×10⁻⁵)"

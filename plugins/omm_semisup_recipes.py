@@ -8,8 +8,7 @@ paper); (C) with a Mean Teacher consistency cost at the top (the teacher's error
 
 from __future__ import annotations
 
-from rladder.core.config import merge
-from rladder.core.reproduce import Cell, Recipe, Row
+from rladder.core import Cell, Recipe, Row, merge
 from rladder.registry import Component, NoOptions, hookimpl
 
 from .omm_recipes import BUDGETS as TABLE1_BUDGETS

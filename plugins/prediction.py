@@ -1,13 +1,19 @@
 """Next-step prediction at the bottom of the decoder (paper sections 2 and 3.1).
 
-The head named ``head`` (a 1x1 readout of the bottom decoder output, logits) at step t
-predicts ``batch[target]`` at step t (for video: the occluded frame t+1). Cost: per-pixel
-binary cross-entropy on the logits, or the squared error of their sigmoid; ``reduction``
-averages over pixels (``mean``) or sums over each frame's pixels (``sum``, spec 4.1.3).
+The head named ``head`` (a 1x1 readout of the bottom decoder output, logits) at step t predicts
+the input of step t+1. Its target is ``batch[target]``; with ``target = "auto"`` that is the
+dataset's ``x_next`` when it declares one (Occluded Moving MNIST: the occluded frame t+1, so every
+step has a target), and otherwise the input itself shifted by one step, so any sequence dataset
+can be used (the last step then has no target). Cost: per-pixel binary cross-entropy on the
+logits, or the squared error of their sigmoid; ``reduction`` averages over a step's values
+(``mean``) or sums them (``sum``, spec 4.1.3). A batch key ``step_mask`` (B, T), when present,
+marks the steps that count (padding excluded).
 
 Metrics: ``prediction_error`` = per-pixel MSE of the sigmoid prediction x 1e5, averaged over
 pixels, steps and sequences (spec 4.1.2, Table 1); ``copy_last_error`` = the same for copying
-the current input as the prediction (a baseline every report should show); ``bce``.
+the current input as the prediction (a baseline every report should show); ``nll`` = the
+Bernoulli negative log-likelihood in nats per step, summed over a step's values (the music
+papers' frame-level NLL); ``bce`` per value. ``report`` picks the headline: ``mse`` or ``nll``.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from typing import Literal
 import attrs
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric, MeanSquaredError
+from torchmetrics import MeanMetric, SumMetric
 
-from rladder.core import Needs, Task, TaskOptions
+from rladder.core import Metric, Needs, Task, TaskOptions
 from rladder.registry import Component, hookimpl, option
 
 SCALE = 1e5
@@ -28,54 +34,84 @@ SCALE = 1e5
 @attrs.frozen
 class NextStepOptions(TaskOptions):
     head: str = option("frame", help="Head with the prediction logits (B, T, *step_shape).")
-    target: str = option("x_next", help="Batch key of the targets (B, T, *step_shape), values in [0, 1].")
+    target: str = option("auto", help="Batch key of the targets (B, T, *step_shape) in [0, 1]; 'auto': x_next "
+                                      "if the dataset has it, else the input shifted by one step.")
     loss: Literal["bce", "mse"] = option("bce", help="Per-pixel binary cross-entropy on logits, or squared error.")
-    reduction: Literal["mean", "sum"] = option("mean", help="Average over a frame's pixels, or sum them.")
+    reduction: Literal["mean", "sum"] = option("mean", help="Average over a step's values, or sum them.")
     input: str = option("x", help="Batch key of the inputs, for the copy-last-input baseline ('' = none).")
+    report: Literal["mse", "nll"] = option("mse", help="Headline metric: prediction_error (MSE x 1e5) or nll "
+                                                       "(nats per step).")
 
 
 class NextStep(Task):
     def __init__(self, options: NextStepOptions, spec, label: str):
         super().__init__(label, options.weight)
         self.o = options
-        self.mse = MeanSquaredError()
-        self.copy_mse = MeanSquaredError()
-        self.bce = MeanMetric()
+        self.shift = options.target == "auto" and "x_next" not in spec.keys
+        self.target = "x_uncorrupted" if self.shift else ("x_next" if options.target == "auto" else options.target)
+        self.mse, self.copy_mse = MeanMetric(), MeanMetric()
+        self.bce, self.nll_sum, self.steps = MeanMetric(), SumMetric(), SumMetric()
 
     def needs(self) -> Needs:
-        keys = (self.o.target,) + ((self.o.input,) if self.o.input else ())
+        keys = (self.target,) + ((self.o.input,) if self.o.input else ())
         return Needs((f"heads.{self.o.head}",), keys)
 
+    def _pairs(self, outputs, batch):
+        """(logits, target, step weights (B, T)) over the steps that have a target."""
+        logits, target = outputs[f"heads.{self.o.head}"].float(), batch[self.target].float()
+        mask = batch.get("step_mask")
+        if self.shift:
+            logits, target = logits[:, :-1], target[:, 1:]
+            mask = mask[:, 1:] if mask is not None else None
+        weights = torch.ones(logits.shape[:2], device=logits.device) if mask is None else mask.float()
+        return logits, target, weights
+
     def loss(self, outputs, batch):
-        logits, target = outputs[f"heads.{self.o.head}"].float(), batch[self.o.target]
+        logits, target, w = self._pairs(outputs, batch)
         if self.o.loss == "bce":
-            per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            per_value = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         else:
-            per_pixel = (torch.sigmoid(logits) - target) ** 2
-        if self.o.reduction == "mean":
-            return per_pixel.mean()
-        return per_pixel.flatten(2).sum(2).mean()
+            per_value = (torch.sigmoid(logits) - target) ** 2
+        per_step = per_value.flatten(2).sum(2) if self.o.reduction == "sum" else per_value.flatten(2).mean(2)
+        return (per_step * w).sum() / w.sum().clamp(min=1)
 
     @torch.no_grad()
     def update_metrics(self, outputs, batch):
-        logits, target = outputs[f"heads.{self.o.head}"].float(), batch[self.o.target]
-        self.mse.update(torch.sigmoid(logits).flatten(), target.flatten())
+        logits, target, w = self._pairs(outputs, batch)
+        values = target[0, 0].numel()
+        sq = (torch.sigmoid(logits) - target).pow(2).flatten(2).mean(2)          # (B, T)
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(2).sum(2)
+        self.mse.update(sq, w)
+        self.bce.update(bce / values, w)
+        self.nll_sum.update((bce * w).sum())
+        self.steps.update(w.sum())
         if self.o.input:
-            self.copy_mse.update(batch[self.o.input].flatten(), target.flatten())
-        self.bce.update(F.binary_cross_entropy_with_logits(logits, target))
+            last = batch[self.o.input].float()
+            last = last[:, :-1] if self.shift else last
+            self.copy_mse.update((last - target).pow(2).flatten(2).mean(2), w)
 
     def compute_metrics(self):
-        out = {"prediction_error": float(self.mse.compute()) * SCALE, "bce": float(self.bce.compute())}
+        out = {"prediction_error": float(self.mse.compute()) * SCALE, "bce": float(self.bce.compute()),
+               "nll": float(self.nll_sum.compute() / self.steps.compute().clamp(min=1))}
         if self.o.input:
             out["copy_last_error"] = float(self.copy_mse.compute()) * SCALE
         return out
 
     def reset_metrics(self):
-        for m in (self.mse, self.copy_mse, self.bce):
+        for m in (self.mse, self.copy_mse, self.bce, self.nll_sum, self.steps):
             m.reset()
+
+    def metrics(self) -> list[Metric]:
+        if self.o.report == "nll":
+            return [Metric("nll", "next-step NLL", "nats per step")]
+        base = "copy_last_error" if self.o.input else ""
+        return [Metric("prediction_error", "next-step prediction error", "per-pixel MSE x1e-5", baseline=base)]
 
     def predictions(self, outputs):
         return {"next_frame": torch.sigmoid(outputs[f"heads.{self.o.head}"].float())}
+
+    def next_input(self, predictions):
+        return predictions.get("next_frame")
 
 
 @hookimpl

@@ -13,10 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from rladder.core import CellState, EncoderCell
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import positive
+from rladder.core import layers as L
+from rladder.registry import Component, hookimpl, option, positive
 
-from . import _layers as L
 
 
 @attrs.frozen

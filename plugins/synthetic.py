@@ -13,8 +13,7 @@ import attrs
 import numpy as np
 
 from rladder.core import DataSpec, Dataset
-from rladder.registry import Component, hookimpl, option
-from rladder.registry.options import non_negative, positive
+from rladder.registry import Component, hookimpl, non_negative, option, positive
 
 LAYOUT = {"video": "(B,T,C,H,W)", "sequence": "(B,T,C,L)", "vector": "(B,T,D)"}
 

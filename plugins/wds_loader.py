@@ -42,11 +42,8 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from rladder.core import Dataset, Loader
-from rladder.core.labels import IndexStream, LabelPlan
-from rladder.core.shards import location, read_manifest
-from rladder.registry import Component, ConfigError, DataError, hookimpl, option
-from rladder.registry.options import non_negative
+from rladder.core import Dataset, IndexStream, LabelPlan, Loader, read_manifest, shard_location
+from rladder.registry import Component, ConfigError, DataError, hookimpl, non_negative, option
 
 
 @attrs.frozen
@@ -81,7 +78,7 @@ class WebDatasetLoader(Loader):
         info = manifest["splits"][split]
         self.keys = [f"{k}.npy" for k in manifest["keys"]]
         self.expected = {s["name"].removesuffix(".tar"): s["samples"] for s in info["shards"]}
-        self.urls = [location(o.shards, s["name"]) for s in info["shards"]]
+        self.urls = [shard_location(o.shards, s["name"]) for s in info["shards"]]
         self.samples = info["samples"]
         self.dataset, self.train, self.seed, self.rank, self.world = dataset, train, seed, rank, world
         self.global_batch, self.local_batch = batch_size, batch_size // world

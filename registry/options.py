@@ -48,6 +48,12 @@ def positive(instance, attribute, value):
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
+def odd(instance, attribute, value):
+    """attrs validator: a positive odd integer (kernel sizes that keep spatial sizes with 'same' padding)."""
+    if value is not None and (value <= 0 or value % 2 == 0):
+        raise ValueError(f"'{attribute.name}' must be a positive odd number (a kernel that keeps sizes), got {value!r}")
+
+
 def non_negative(instance, attribute, value):
     """attrs validator: value >= 0."""
     if value is not None and value < 0:

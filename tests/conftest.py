@@ -12,7 +12,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-collect_ignore = ["plugins"]
+collect_ignore = ["plugins", "helpers"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
 OVERLAYS = {"hierarchical_rnn.toml": "omm_rladder.toml"}  # overlays are checked on top of their base
 TINY = ROOT / "tests/configs/tiny_omm.toml"
+FAULT = ROOT / "tests/helpers/fault"      # sitecustomize: test-only fault injection
 
 
 def run(*args):
@@ -140,7 +141,8 @@ def test_subprocess_exit_codes_and_debug(tmp_path):
 def test_a_run_that_died_before_its_first_checkpoint_is_explained_and_can_be_restarted(tmp_path):
     run_dir = tmp_path / "run"
     died = subprocess.run([sys.executable, "-m", "rladder.core", "train", str(TINY), "--run-dir", str(run_dir),
-                           "--no-test"], env={**os.environ, "RLADDER_FAULT": "0:3"}, capture_output=True, text=True)
+                           "--no-test"], env={**os.environ, "RLADDER_TEST_FAULT": "0:3",
+                                                                  "PYTHONPATH": str(FAULT)}, capture_output=True, text=True)
     assert died.returncode == 3 and (run_dir / "config.toml").is_file() and not (run_dir / "checkpoints").exists()
     explained = f"{run_dir} holds a run that stopped before its first checkpoint (metrics.jsonl reaches step 2;"
     code, out = run("train", TINY, "--run-dir", run_dir)

@@ -23,6 +23,7 @@ from rladder.core import checkpoint
 from rladder.core.shards import build
 
 TINY = pathlib.Path(__file__).resolve().parent / "configs" / "tiny_omm.toml"
+FAULT = pathlib.Path(__file__).resolve().parent / "helpers" / "fault"   # sitecustomize: test-only fault injection
 OVERLAY = """
 seed = 4
 [data]
@@ -49,6 +50,11 @@ def setup(tmp_path_factory):
     overlay = root / "ddp.toml"
     overlay.write_text(OVERLAY + SHARDS.format(shards=root / "shards"))
     return root, [TINY, overlay]
+
+
+def fault_env(rank: int, step: int) -> dict[str, str]:
+    """Environment in which the training process of ``rank`` exits with code 3 after ``step``."""
+    return {"RLADDER_TEST_FAULT": f"{rank}:{step}", "PYTHONPATH": str(FAULT)}
 
 
 def rladder(*args, env=None, timeout=300):
@@ -91,7 +97,7 @@ def test_resume_needs_the_same_number_of_processes(setup):
 def test_a_dying_worker_fails_the_run_quickly(setup):
     root, cfg = setup
     out, seconds = rladder("train", *cfg, "--run-dir", root / "dies", "--no-test", "--nproc", "2",
-                           "--set", "train.steps=50", env={"RLADDER_FAULT": "1:3"}, timeout=240)
+                           "--set", "train.steps=50", env=fault_env(1, 3), timeout=240)
     assert out.returncode == 1, out.stderr
     assert "a worker process failed" in out.stderr and "rank 1 exited with 3" in out.stderr
     assert "Traceback" not in out.stderr.split("a worker process failed")[-1]
