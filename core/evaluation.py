@@ -18,7 +18,7 @@ from .devices import autocast, pick_device, pick_precision
 from .distributed import Dist
 from .files import write_text
 from .interfaces import Loader, to_device
-from .objective import model_outputs, needed_outputs, prepare, total_loss
+from .objective import Carry, needed_outputs, prepare, total_loss
 from .runs import load_trained
 
 
@@ -31,6 +31,7 @@ def evaluate(model: nn.Module, tasks: Mapping[str, Any], spec, loader: Loader, d
     for task in tasks.values():
         task.reset_metrics()
     keep = needed_outputs(tasks)
+    carry = Carry()          # the model state across the chunks of long sequences (see Loader)
     sums: dict[str, torch.Tensor] = {}
     count = torch.zeros((), dtype=torch.float64, device=device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -40,7 +41,7 @@ def evaluate(model: nn.Module, tasks: Mapping[str, Any], spec, loader: Loader, d
             batch = to_device(batch, device, non_blocking=True)
             with autocast(device, autocast_dtype):
                 batch = prepare(tasks, model, batch)
-                outputs = model_outputs(model, batch, spec, keep)
+                outputs = carry.run(model, batch, spec, keep)
                 loss, parts = total_loss(tasks, outputs, batch)
             n = len(batch["x"])
             for key, value in {"loss": loss.detach(), **{f"{k}/loss": v for k, v in parts.items()}}.items():

@@ -174,6 +174,27 @@ class Model(nn.Module, abc.ABC):
             raise ValueError(f"{type(self).__name__} input has shape {tuple(x.shape)}; expected {want}")
 
 
+def zip_tensors(fn: Callable[[Tensor, Tensor], Tensor], a: Any, b: Any) -> Any:
+    """``fn(x, y)`` for every pair of tensors at the same place in two states of the same structure."""
+    if isinstance(a, Tensor):
+        return fn(a, b)
+    if isinstance(a, tuple | list):
+        return type(a)(zip_tensors(fn, x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping):
+        return {k: zip_tensors(fn, a[k], b[k]) for k in a}
+    if attrs.has(type(a)):
+        return attrs.evolve(a, **{f.name: zip_tensors(fn, getattr(a, f.name), getattr(b, f.name))
+                                  for f in attrs.fields(type(a)) if f.init})
+    return a
+
+
+def tensor_leaves(value: Any) -> list[Tensor]:
+    """Every tensor inside a state, in a fixed order (for checkpoints: plain tensors load safely)."""
+    leaves: list[Tensor] = []
+    map_tensors(lambda t: leaves.append(t) or t, value)
+    return leaves
+
+
 def map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
     """Apply ``fn`` to every tensor inside nested tuples, lists, dicts and attrs instances."""
     if isinstance(value, Tensor):
@@ -388,6 +409,12 @@ class Loader(abc.ABC):
     the number of processes. A training loader repeats forever, reshuffling every epoch from
     ``seed`` and the epoch number; an evaluation loader makes one ordered pass.
     ``state_dict``/``load_state_dict`` record the position, so a resumed run sees the same batches.
+
+    Long sequences (music) are cut into chunks for truncated back-propagation through time: such a
+    loader adds ``carry`` (B,) bool to every batch, True where sample i continues the sequence that
+    sample i of the previous batch ended (the trainer and the evaluation then carry the model's
+    state over, detached), False where a new sequence starts; it keeps the batch size and the
+    order of these slots fixed. Padding inside a chunk is marked by ``step_mask`` (B, T).
     """
 
     @abc.abstractmethod

@@ -44,7 +44,7 @@ from .files import write_text
 from .instruments import Instruments
 from .interfaces import Loader, to_device
 from .labels import plan as label_plan
-from .objective import corrupt, model_outputs, needed_outputs, prepare, total_loss
+from .objective import Carry, corrupt, needed_outputs, prepare, total_loss
 from .versions import rladder_version
 
 
@@ -118,6 +118,7 @@ class Trainer:
                                         device=self.device)
         self._val_loader: Loader | None = None
         self._stop_requested = False
+        self.carry = Carry()                 # model state between the chunks of long sequences (TBPTT)
         self.callbacks = list(callbacks)     # called with the trainer after every optimizer step (tests, tools)
         if resume:
             self._restore(checkpoint.load(self.last_path))
@@ -179,6 +180,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "loader": self.train_loader.state_dict(),
+            "carry": self.carry.state_dict(),
             "world": self.dist.world,
             "best": dict(self.best),
             "config": to_dict(self.config),
@@ -228,6 +230,8 @@ class Trainer:
             raise ConfigError(f"{self.last_path} holds the data position of loader {saved!r}, which loader "
                               f"{self.config.loader.get('name', 'memory')!r} cannot continue from ({type(exc).__name__}: "
                               f"{exc}); resume with the run's own config (`rladder resume RUN_DIR` does)") from None
+        self.carry.load_state_dict(list(state.get("carry", [])), self.model,
+                                   torch.zeros((), device=self.device))
         self.step, self.best = int(state["step"]), dict(state["best"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(_as_tuple(state["rng"]["python"]))
@@ -317,7 +321,7 @@ class Trainer:
             batch = prepare(self.tasks, self.model, batch)
             self.instruments.active = True
             try:
-                outputs = model_outputs(self.forward_model, batch, self.run.spec, self.keep)
+                outputs = self.carry.run(self.model, batch, self.run.spec, self.keep, forward=self.forward_model)
             finally:
                 self.instruments.active = False
             loss, parts = total_loss(self.tasks, outputs, batch)

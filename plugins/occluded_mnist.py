@@ -156,7 +156,7 @@ class OccludedMNIST(Dataset):
         if self.options.input == "recon":
             return {"x": stored["recon"].float().div_(255), "y": stored["y"]}
         clean = stored["clean"].float().div_(255)                  # (B, T+1, 1, 32, 32)
-        occluded = clean * self.mask
+        occluded = clean * self.mask.to(clean.device)          # follows the batch: CPU, GPU or meta
         return {"x": occluded[:, :-1], "x_next": occluded[:, 1:], "x_clean": clean[:, :-1], "y": stored["y"]}
 
     def figures(self, batch, predictions):

@@ -220,3 +220,30 @@ def test_parts_name_every_level_and_head():
     parts = video_ladder().parts()
     assert {"encoder.0", "decoder.4", "feedback.2", "heads.frame", "heads.class"} <= set(parts)
     assert not any(k.startswith(("decoder.", "feedback.")) for k in video_ladder(decoder=False).parts())
+
+
+def test_carry_continues_the_sequences_a_chunked_loader_marks_and_restarts_the_others():
+    """Truncated BPTT: chunk 2 continues chunk 1 where batch['carry'] is True, starts fresh where False."""
+    from rladder.core.objective import Carry
+
+    model = video_ladder().eval()
+    spec = DataSpec("video", (1, 8, 8), 3, {"x": "", "y": ""}, num_classes=3)
+    x = seq(2, 6, 1, 8, 8)
+    with torch.no_grad():
+        whole, _ = model(x)
+        fresh, _ = model(x[:, 3:])
+        carry = Carry()
+        first = carry.run(model, {"x": x[:, :3], "carry": torch.tensor([False, False])}, spec)
+        second = carry.run(model, {"x": x[:, 3:], "carry": torch.tensor([True, False])}, spec)
+    torch.testing.assert_close(first["encoder.0"], whole["encoder.0"][:, :3], rtol=0, atol=1e-6)
+    torch.testing.assert_close(second["heads.frame"][0], whole["heads.frame"][0, 3:], rtol=0, atol=1e-6)
+    torch.testing.assert_close(second["heads.frame"][1], fresh["heads.frame"][1], rtol=0, atol=1e-6)
+    # the carried state is detached and survives a checkpoint as plain tensors
+    saved = carry.state_dict()
+    assert saved and all(isinstance(t, torch.Tensor) and t.grad_fn is None for t in saved)
+    again = Carry()
+    again.load_state_dict(saved, model, x)
+    with torch.no_grad():
+        a = carry.run(model, {"x": x[:, :2], "carry": torch.tensor([True, True])}, spec)
+        b = again.run(model, {"x": x[:, :2], "carry": torch.tensor([True, True])}, spec)
+    torch.testing.assert_close(a["heads.frame"], b["heads.frame"], rtol=0, atol=0)
