@@ -438,14 +438,17 @@ def viz_cmd(run_dir, split, samples, which) -> None:
 @click.option("--budget", default="smoke", show_default=True, help="smoke (CI), cpu (2 cores) or paper (GPU).")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds per row.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/reproduce-NAME-BUDGET).")
-def reproduce_cmd(name, budget, seeds, out) -> None:
+@click.option("--parallel", default=1, show_default=True, type=click.IntRange(1),
+              help="Train this many runs at once, each in its own process (CPU cores are split between them; "
+                   "on a GPU they share it). A failed run is reported in the table; the others go on.")
+def reproduce_cmd(name, budget, seeds, out, parallel) -> None:
     """Train every row of a paper table (recipes: `rladder list recipe`) and write results.md."""
     from pathlib import Path
 
     from rladder.core.reproduce import reproduce
 
     path = reproduce(name, budget, seeds, Path(out or f"runs/reproduce-{name}-{budget}"),
-                     log=lambda m: click.echo(m, err=True))
+                     log=lambda m: click.echo(m, err=True), parallel=parallel)
     click.echo(f"table written to {path}")
 
 

@@ -44,6 +44,14 @@ class TrainConfig:
     decay_start: float = option(0.67, help="linear_decay: fraction of training after which lr decays to 0.",
                                 validator=in_open_unit)
     warmup_steps: int = option(0, help="Linear warm-up steps.", validator=non_negative)
+    max_minutes: float = option(0.0, help="Wall-clock budget of training in minutes (0 = none): at the deadline the "
+                                          "run validates, saves its checkpoints and ends as if it had reached "
+                                          "train.steps (then the test evaluation and pictures).",
+                                validator=non_negative)
+    schedule_by: Literal["steps", "time"] = option(
+        "steps", help="What the schedule's progress follows: the step count (steps), or the larger of the step "
+                      "fraction and the fraction of max_minutes used (time: the decay ends at the deadline; "
+                      "a run is then no longer bit-reproducible).")
     clip_grad_norm: float = option(1.0, help="Clip the gradient norm to this (0 = off).", validator=non_negative)
     device: str = option("auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     precision: Precision = option("auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16.")

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,43 +68,115 @@ class Recipe:
         return merge(raw, {"seed": seed})
 
 
-def reproduce(name: str, budget: str, seeds: int, out: Path, log=print) -> Path:
-    from .evaluation import evaluate_run
-    from .train import Trainer
+def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel: int = 1) -> Path:
+    """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
 
+    ``parallel`` > 1 runs that many trainings at once, each a separate `rladder train` process with
+    its own run folder and log (``OUT/<row>/seed<k>.log``), on the CPU cores (``cores // parallel``
+    threads each) or sharing the GPU. A run that fails is reported in the table and does not stop
+    the others. Finished runs are read back, not trained again; an interrupted one is resumed.
+    """
     reg = get_registry()
     comp, options = reg.resolve("recipe", {"name": name}, path="recipe")
     recipe: Recipe = comp.factory(options)
+    if budget not in recipe.budgets:
+        raise ConfigError(f"unknown budget {budget!r}; recipe {name!r} has {', '.join(recipe.budgets)}")
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict[str, float]]] = {}
-    walls: dict[str, float] = {}
+    jobs = [(row, seed) for row in recipe.rows for seed in range(seeds)]
+    results: dict[str, list[dict[str, float]]] = {row.key: [] for row in recipe.rows}
+    failed: dict[str, list[str]] = {row.key: [] for row in recipe.rows}
+    walls: dict[str, float] = {row.key: 0.0 for row in recipe.rows}
     started = time.perf_counter()
-    for row in recipe.rows:
-        results[row.key] = []
-        t0 = time.perf_counter()
-        for seed in range(seeds):
-            run_dir = out / row.key / f"seed{seed}"
-            done = run_dir / "eval-test.json"
-            if done.is_file():
-                log(f"[{row.label} seed {seed}] already done")
-                results[row.key].append(json.loads(done.read_text())["metrics"])
-                continue
-            config = resolve(recipe.config(row, budget, seed), reg)
-            log(f"[{row.label} seed {seed}] training {config.model['name']} for {config.train.steps} steps")
-            resume = (run_dir / "checkpoints" / "last.pt").is_file()
-            Trainer(config, run_dir, resume=resume, progress=False, log=lambda m: None).fit()
-            metrics = evaluate_run(run_dir, "test")["metrics"]
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
+
+    def finish(row: Row, seed: int, metrics: dict[str, float] | None, wall: float, problem: str = "") -> None:
+        walls[row.key] += wall
+        if metrics is None:
+            failed[row.key].append(problem)
+            log(f"[{row.label} seed {seed}] FAILED: {problem}")
+        else:
             results[row.key].append(metrics)
             log(f"[{row.label} seed {seed}] " + ", ".join(f"{c}: {metrics[k]:.3f}" for c, k in row.metrics.items()
                                                          if k in metrics))
-        walls[row.key] = time.perf_counter() - t0
-    total = time.perf_counter() - started
-    table = markdown(recipe, results, budget, seeds, walls, total)
-    write_text(out / "results.md", table)
-    write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "seeds": seeds,
-                                                 "wall_seconds": total, "rows": results}, indent=2) + "\n")
+        write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started,
+                    pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
+
+    def one(job: tuple[Row, int]) -> None:
+        row, seed = job
+        run_dir = out / row.key / f"seed{seed}"
+        done = run_dir / "eval-test.json"
+        if done.is_file():
+            log(f"[{row.label} seed {seed}] already done")
+            finish(row, seed, json.loads(done.read_text())["metrics"], 0.0)
+            return
+        raw = recipe.config(row, budget, seed)
+        if threads:
+            raw = merge(raw, {"train": {"threads": threads}})
+        config = resolve(raw, reg)
+        log(f"[{row.label} seed {seed}] training {config.model['name']} for {config.train.steps} steps")
+        t0 = time.perf_counter()
+        try:
+            if parallel > 1:
+                _train_in_process_of_its_own(config, run_dir)
+            else:
+                _train_here(config, run_dir)
+            metrics = json.loads(done.read_text())["metrics"]
+        except Exception as exc:  # noqa: BLE001 - one failed row must not stop the table
+            finish(row, seed, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+            return
+        finish(row, seed, metrics, time.perf_counter() - t0)
+
+    if parallel > 1:
+        with ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(one, jobs))
+    else:
+        for job in jobs:
+            one(job)
+    table = write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started, 0)
     log(table)
     return out / "results.md"
+
+
+def _train_here(config, run_dir: Path) -> None:
+    from .evaluation import evaluate_run
+    from .train import Trainer
+
+    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)                     # a run that died before its first checkpoint: start over
+    Trainer(config, run_dir, resume=resume, progress=False, log=lambda m: None).fit()
+    evaluate_run(run_dir, "test")
+
+
+def _train_in_process_of_its_own(config, run_dir: Path) -> None:
+    """`rladder train` (or `resume`) in a child process; its output goes to ``<run_dir>.log``."""
+    from .config import to_toml
+
+    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    request = run_dir.parent / f"{run_dir.name}.toml"
+    write_text(request, to_toml(config))
+    cmd = [sys.executable, "-m", "rladder.core"]
+    cmd += ["resume", str(run_dir)] if resume else ["train", str(request), "--run-dir", str(run_dir)]
+    cmd += ["--no-pictures"]
+    log_path = run_dir.parent / f"{run_dir.name}.log"
+    env = {**os.environ, "OMP_NUM_THREADS": str(config.train.threads or 1)}
+    with open(log_path, "a") as fh:
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-1:]
+        raise RuntimeError(f"exit code {code}; {tail[0] if tail else 'no output'} (log: {log_path})")
+
+
+def write_table(recipe: Recipe, name: str, budget: str, seeds: int, out: Path, results, failed, walls,
+                total: float, pending: int) -> str:
+    table = markdown(recipe, results, budget, seeds, walls, total, failed, pending)
+    write_text(out / "results.md", table)
+    write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "seeds": seeds,
+                                                 "wall_seconds": total, "rows": results, "failed": failed,
+                                                 "pending": pending}, indent=2) + "\n")
+    return table
 
 
 def mean_std(values: list[float]) -> str:
@@ -111,14 +188,17 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[str, float], total: float) -> str:
+def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[str, float], total: float,
+             failed: Mapping[str, list[str]] | None = None, pending: int = 0) -> str:
     head = ["Model"]
     for col in recipe.columns:
         head += [f"{col} (ours)", f"{col} (paper)"]
     head.append("wall time")
+    failed = failed or {}
+    status = f"; {pending} run(s) still to come" if pending else ""
     lines = [f"## {recipe.title}", "",
-             f"Budget `{budget}`, {seeds} seed(s) per run, mean ± std over seeds; total wall time {total / 60:.1f} min.",
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"Budget `{budget}`, {seeds} seed(s) per run, mean ± std over seeds; total wall time "
+             f"{total / 60:.1f} min{status}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if recipe.layout is None:
         layout = [(row.label, {col: Cell(row.key, row.metrics[col], row.paper.get(col, "–"))
                                for col in recipe.columns if col in row.metrics}) for row in recipe.rows]
@@ -130,6 +210,9 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[st
         for col in recipe.columns:
             cell = cells_by_col.get(col)
             ours = mean_std([r.get(cell.metric) for r in results.get(cell.run, [])]) if cell else "–"
+            lost = len(failed.get(cell.run, [])) if cell else 0
+            if lost:
+                ours = "failed" if ours == "–" else f"{ours} ({lost} seed(s) failed)"
             cells += [ours, cell.paper if cell else "–"]
             if cell and cell.run not in runs:
                 runs.append(cell.run)
@@ -137,4 +220,7 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[st
         lines.append("| " + " | ".join(cells) + " |")
     if recipe.notes:
         lines += ["", recipe.notes]
+    problems = [f"- {key} seed run {i}: {p}" for key, ps in failed.items() for i, p in enumerate(ps)]
+    if problems:
+        lines += ["", "Failed runs:", *problems]
     return "\n".join(lines) + "\n"

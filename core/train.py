@@ -58,19 +58,25 @@ class Interrupted(RladderError):
     exit_code = 130
 
 
-def lr_factor(step: int, cfg) -> float:
-    """Multiplier of train.lr after ``step`` optimizer steps: warm-up, then the schedule."""
+def lr_factor(step: int, cfg, time_fraction: float = 0.0) -> float:
+    """Multiplier of train.lr after ``step`` optimizer steps: warm-up, then the schedule.
+
+    The schedule's progress is ``step / steps``, or, with ``schedule_by = "time"``, the larger of
+    that and ``time_fraction`` (the share of ``max_minutes`` used), so the decay ends at the deadline.
+    """
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
+    progress = step / max(1, cfg.steps)
+    if cfg.schedule_by == "time" and cfg.max_minutes:
+        progress = max(progress, time_fraction)
+    warm = cfg.warmup_steps / max(1, cfg.steps)
     if cfg.schedule == "cosine":
-        span = max(1, cfg.steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
-    start = cfg.decay_start * cfg.steps                    # linear_decay: Ladder style, to 0 at the end
-    if step < start:
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress - warm) / max(1e-9, 1 - warm))))
+    if progress < cfg.decay_start:                         # linear_decay: Ladder style, to 0 at the end
         return 1.0
-    return max(0.0, (cfg.steps - step) / max(1.0, cfg.steps - start))
+    return max(0.0, (1.0 - progress) / (1.0 - cfg.decay_start))
 
 
 class Trainer:
@@ -101,7 +107,9 @@ class Trainer:
         params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
         kind = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
         self.optimizer = kind(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.clock = 0.0                     # seconds spent in fit() over all sessions (max_minutes, schedule_by)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, cfg, self.clock / (60 * cfg.max_minutes) if cfg.max_minutes else 0))
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.keep = needed_outputs(self.tasks)
         self.instruments = self._instruments()
@@ -181,6 +189,7 @@ class Trainer:
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "loader": self.train_loader.state_dict(),
             "carry": self.carry.state_dict(),
+            "clock": self.clock,
             "world": self.dist.world,
             "best": dict(self.best),
             "config": to_dict(self.config),
@@ -233,6 +242,7 @@ class Trainer:
         self.carry.load_state_dict(list(state.get("carry", [])), self.model,
                                    torch.zeros((), device=self.device))
         self.step, self.best = int(state["step"]), dict(state["best"])
+        self.clock = float(state.get("clock", 0.0))
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(_as_tuple(state["rng"]["python"]))
         if self.device.type == "cuda" and state["rng"]["cuda"]:
@@ -270,9 +280,17 @@ class Trainer:
             meta = json.loads((self.run_dir / "meta.json").read_text())
             meta.setdefault("resumed", []).append({"step": self.step, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
             write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+            self.log(f"resuming {self.run_dir} from {self.last_path} at step {self.step} of {cfg.steps}")
         if self.step >= cfg.steps:
             self.log(f"nothing to do: the run is at step {self.step} of {cfg.steps}")
             return {}
+        if cfg.max_minutes and self.clock >= 60 * cfg.max_minutes:
+            self.log(f"nothing to do: the run used its train.max_minutes = {cfg.max_minutes:g} "
+                     f"({self.clock / 60:.1f} min) at step {self.step}; to train on, raise train.max_minutes in "
+                     f"{self.run_dir / 'config.toml'} and resume")
+            return {}
+        session_start, clock_start = time.perf_counter(), self.clock
+        self._eta = _Rate((session_start, self.step))
         previous = self._install_interrupt_handler()
         bar = self._progress_bar()
         batches = self._batches()
@@ -287,22 +305,29 @@ class Trainer:
                 loss, parts = self._train_step(batch)
                 self.step += 1
                 interval.add(loss, parts, len(batch["x"]) * self.dist.world, t_data, time.perf_counter() - t0)
+                self.clock = clock_start + time.perf_counter() - session_start
+                last = self.step == cfg.steps or self._deadline_reached()
                 for callback in self.callbacks:
                     callback(self)
                 check_now = self.device.type == "cpu" or self.step % cfg.log_every == 0 or \
-                    self.step % cfg.eval_every == 0 or self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+                    self.step % cfg.eval_every == 0 or self.step % cfg.checkpoint_every == 0 or last
                 if check_now and not all_true(interval.finite(), self.device):
                     raise TrainingStopped(self._nonfinite_message(interval))
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.log_every == 0 or last:
                     record = interval.record(self.step, self.scheduler.get_last_lr()[0], self.dist.world)
                     record.update(self.instruments.record(self.dist.world))
                     self._metrics(record)
                     self._report(bar, record)
                     interval = _Interval()
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.eval_every == 0 or last:
                     val = self._validate_and_track()
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.checkpoint_every == 0 or last:
                     self.save_checkpoint()
+                if last and self.step < cfg.steps:
+                    self.log(f"train.max_minutes = {cfg.max_minutes:g} reached at step {self.step} of {cfg.steps}: "
+                             f"stopped there, checkpoints saved")
+                    self._record_deadline()
+                    break
                 if bar is not None:
                     bar.update(1)
                 if (self._stop_requested if self.dist.world == 1 else any_true(self._stop_requested, self.device)):
@@ -314,6 +339,19 @@ class Trainer:
                 bar.close()
             self._restore_interrupt_handler(previous)
         return val
+
+    def _deadline_reached(self) -> bool:
+        """Whether train.max_minutes is used up (every process stops at the same step)."""
+        if not self.cfg.max_minutes:
+            return False
+        late = self.clock >= 60 * self.cfg.max_minutes
+        return late if self.dist.world == 1 else any_true(late, self.device)
+
+    def _record_deadline(self) -> None:
+        if self.dist.main:
+            meta = json.loads((self.run_dir / "meta.json").read_text())
+            meta["stopped_at_deadline"] = {"step": self.step, "minutes": round(self.clock / 60, 2)}
+            write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
 
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
@@ -379,7 +417,9 @@ class Trainer:
             bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{record['samples_per_s']:.0f}", refresh=False)
             return
         done = self.step / self.cfg.steps
-        eta = (self.cfg.steps - self.step) * record["seconds_per_step"]
+        eta = self._eta.remaining(self.step, self.cfg.steps)
+        if self.cfg.max_minutes:
+            eta = min(eta, max(0.0, 60 * self.cfg.max_minutes - self.clock))
         self.log(f"step {self.step}/{self.cfg.steps} ({100 * done:.0f}%) loss {record['loss']:.4g} "
                  f"{record['samples_per_s']:.0f} samples/s, data wait {100 * record['data_wait']:.1f}%, "
                  f"ETA {_duration(eta)}")
@@ -436,6 +476,23 @@ class _Interval:
                 "seconds_per_step": self.total / n, "data_wait": self.data / max(self.total, 1e-9)}
 
 
+class _Rate:
+    """Steps per second over the last few log lines (wall clock, validations included): an ETA
+    that does not swing with one slow or fast interval."""
+
+    def __init__(self, start: tuple[float, int], window: int = 6):
+        self.points: list[tuple[float, int]] = [start]
+        self.window = window
+
+    def remaining(self, step: int, total: int) -> float:
+        now = time.perf_counter()
+        self.points = (self.points + [(now, step)])[-self.window:]
+        (t0, s0), (t1, s1) = self.points[0], self.points[-1]
+        if s1 <= s0 or t1 <= t0:
+            return float("nan")
+        return (total - step) * (t1 - t0) / (s1 - s0)
+
+
 def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
 
@@ -446,5 +503,7 @@ def _not_main_thread() -> bool:
 
 
 def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"

@@ -62,3 +62,39 @@ def test_table2_smoke(tmp_path):
     static_row = next(line for line in table.splitlines() if line.startswith("| Optimal"))
     cells = [c.strip() for c in static_row.split("|")[1:-1]]
     assert cells[1] == cells[3]
+
+
+def test_rows_side_by_side_a_failing_row_is_reported_and_the_others_finish(tmp_path):
+    """--parallel 2: separate processes with their own folders and logs; a row that fails (its loss becomes
+    NaN) is reported in the table, and the other rows still finish."""
+    from rladder.core import Recipe, Row
+    from rladder.registry import Component, NoOptions, hookimpl
+
+    tiny = {"data": {"name": "occluded_mnist", "train": 64, "val": 16, "test": 16},
+            "model": {"name": "omm_temporal_baseline", "channels": [4, 4, 8], "top": 8},
+            "tasks": {"classify": {"name": "classify"}},
+            "train": {"steps": 4, "batch_size": 8, "log_every": 2, "eval_every": 2, "checkpoint_every": 2}}
+    broken = {**tiny, "train": {**tiny["train"], "lr": 1e30, "clip_grad_norm": 0}}
+
+    class Plugin:
+        @hookimpl
+        def rladder_components(self):
+            rows = (Row("good", "good", tiny, {"err": "classify/error"}),
+                    Row("broken", "broken", broken, {"err": "classify/error"}),
+                    Row("good too", "good2", tiny, {"err": "classify/error"}))
+            return [Component("recipe", "side_by_side", lambda o: Recipe("Side by side", ("err",), rows, {"b": {}}),
+                              NoOptions, "test recipe")]
+
+    get_registry().add_plugin(Plugin(), "side-by-side-test")
+    out = tmp_path / "t"
+    result = CliRunner().invoke(cli, ["reproduce", "side_by_side", "--budget", "b", "--out", str(out),
+                                      "--parallel", "2"])
+    assert result.exit_code == 0, result.output
+    table = (out / "results.md").read_text()
+    assert "| broken | failed |" in table and "Failed runs:" in table
+    assert str(out / "broken" / "seed0.log") in table             # the failure names its log
+    for key in ("good", "good2"):
+        assert (out / key / "seed0" / "eval-test.json").is_file() and (out / key / "seed0.log").is_file()
+    assert "NaN or inf" in (out / "broken" / "seed0.log").read_text()
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["rows"]["good"]) == len(data["rows"]["good2"]) == 1 and data["failed"]["broken"]

@@ -229,3 +229,32 @@ def test_instruments_clip_exactly_like_torch_and_split_the_norm_by_part():
     norms = [record["grad_norm/a"], record["grad_norm/b"]]
     assert all(n > 0 for n in norms) and record["rms/a"] > 0 and record["rms/b"] > 0
     assert inst.record() == {}                            # a fresh interval
+
+
+def test_the_schedule_can_follow_the_deadline():
+    cfg = TrainConfig(steps=1000, decay_start=0.5, max_minutes=10, schedule_by="time")
+    assert lr_factor(100, cfg, time_fraction=0.2) == 1.0
+    assert lr_factor(100, cfg, time_fraction=0.75) == pytest.approx(0.5)     # time runs out before the steps
+    assert lr_factor(900, cfg, time_fraction=0.1) == pytest.approx(0.2)      # the steps run out first
+    by_steps = TrainConfig(steps=1000, decay_start=0.5, max_minutes=10)
+    assert lr_factor(100, by_steps, time_fraction=0.75) == 1.0
+
+
+def test_a_run_ends_cleanly_at_its_deadline(config_file, tmp_path):
+    """max_minutes: validation, checkpoints (last and best), then the test evaluation, as at a normal end."""
+    run_dir = tmp_path / "run"
+    out = CliRunner().invoke(cli, ["train", str(config_file), "--run-dir", str(run_dir), "--no-pictures",
+                                   "--set", "train.steps=100000", "--set", "train.max_minutes=0.02",
+                                   "--set", "train.schedule_by=time"])
+    assert out.exit_code == 0, out.output
+    meta = json.loads((run_dir / "meta.json").read_text())
+    step = meta["stopped_at_deadline"]["step"]
+    assert 0 < step < 100000 and meta["stopped_at_deadline"]["minutes"] >= 0.02
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == step and (run_dir / "checkpoints" / "best.pt").is_file()
+    val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert val[-1]["split"] == "val" and val[-1]["step"] == step
+    assert json.loads((run_dir / "eval-test.json").read_text())["step"] == step
+    assert f"reached at step {step} of 100000" in out.output
+    out = CliRunner().invoke(cli, ["resume", str(run_dir), "--no-test"])    # the budget is spent: nothing to do
+    assert out.exit_code == 0 and "used its train.max_minutes" in out.output
