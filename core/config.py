@@ -56,7 +56,15 @@ class TrainConfig:
     device: str = option("auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     precision: Precision = option("auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16.")
     threads: int = option(0, help="torch CPU threads (0 = leave torch's default).", validator=non_negative)
-    compile: bool = option(False, help="torch.compile the model (slow to start; mostly worth it on GPU).")
+    compile: bool = option(False, help="torch.compile the training step's forward pass and costs (slow to start; "
+                                       "mostly worth it on GPU). With compile_mode = 'reduce-overhead' on a GPU, "
+                                       "the compiled graphs run as CUDA graphs.")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = option(
+        "default", help="torch.compile mode of the step (reduce-overhead: CUDA graphs on a GPU).")
+    compile_backend: str = option("inductor", help="torch.compile backend ('aot_eager' traces without generating "
+                                                   "code: a quick check that the step compiles).")
+    compile_optimizer: bool = option(False, help="Also compile the optimizer step (Adam with a tensor learning rate, "
+                                                 "capturable), so the whole step can be captured.")
     channels_last: bool = option(False, help="channels_last memory format for 2-D models (GPU).")
     log_every: int = option(50, help="Steps between log lines in metrics.jsonl.", validator=positive)
     eval_every: int = option(500, help="Steps between validations (and best-checkpoint updates).",

@@ -11,7 +11,8 @@ Keys of a training record (all averages over the steps of the interval):
   ``other``);
 * ``rms/<part>``: the root mean square of a part's output (``encoder.<l>`` is e_l(t),
   ``decoder.<l>`` is d_l(t), ``feedback.<l>`` is what encoder l receives of d_l(t-1)), over every
-  step t of every training batch.
+  step t of every training batch (not recorded with ``train.compile``: forward hooks stay out of
+  compiled graphs).
 
 Everything stays on the training device until the log line is written (no host synchronisation
 per step); the cost is one norm per parameter tensor and one square-mean per part output per step.
@@ -79,11 +80,14 @@ class Instruments:
         with_grad = [(i, p.grad) for i, p in enumerate(self.params) if p.grad is not None]
         if not with_grad:
             return torch.zeros(())
-        index = torch.tensor([self.group_of[i] for i, _ in with_grad], dtype=torch.long)
         grads = [g for _, g in with_grad]
         norms = torch.stack(torch._foreach_norm(grads)).float()
         device = norms.device
-        sq = torch.zeros(len(self.group_names), device=device).index_add_(0, index.to(device), norms.pow(2))
+        key = (tuple(i for i, _ in with_grad), device)
+        if getattr(self, "_index_key", None) != key:      # built once: no host-to-device copy per step
+            self._index = torch.tensor([int(self.group_of[i]) for i, _ in with_grad], dtype=torch.long, device=device)
+            self._index_key = key
+        sq = torch.zeros(len(self.group_names), device=device).index_add_(0, self._index, norms.pow(2))
         total = sq.sum().sqrt()
         clipped = torch.zeros((), device=device)
         if max_norm > 0:

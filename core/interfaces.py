@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -38,6 +39,12 @@ class EncoderCell(nn.Module, abc.ABC):
     shape of ``e_{l-1}`` (or of the input), ``top_down`` says whether ``d_l(t-1)`` will be given
     (False for the "no decoder-to-encoder connections" ablation and for ladders without decoder).
     The subclass sets ``self.in_shape`` and ``self.out_shape``.
+
+    **Shape rejection**: a factory given an ``in_shape`` it cannot handle (a conv cell given a
+    vector, an LSTM given nothing it can pool) raises ``ValueError`` or
+    ``rladder.registry.ContractError`` with a message that says what it needs. ``rladder check``
+    reports it located at the config field (``model.levels[1].encoder: ...``); the conformance kit
+    skips that probe shape. Any other exception is a bug.
 
     ``forward(bottom_up, top_down_prev, state) -> (output, new_state)``: ``bottom_up`` is
     ``(B, *in_shape)``, ``top_down_prev`` is ``(B, *out_shape)`` or None, ``state`` is a tuple of
@@ -63,6 +70,9 @@ class DecoderCell(nn.Module, abc.ABC):
     Built as ``factory(options, lateral_shape=..., top_down_shape=...)``; ``top_down_shape`` is
     None at the top level. The cell itself resamples ``d_{l+1}`` (``(B, *top_down_shape)``) to
     level l's shape. ``forward(lateral, top_down) -> (B, *lateral_shape)``.
+
+    A factory rejects shapes it cannot handle by raising ``ValueError`` or
+    ``rladder.registry.ContractError``, exactly as an ``EncoderCell`` factory does.
     """
 
     lateral_shape: Shape
@@ -178,6 +188,8 @@ def zip_tensors(fn: Callable[[Tensor, Tensor], Tensor], a: Any, b: Any) -> Any:
     """``fn(x, y)`` for every pair of tensors at the same place in two states of the same structure."""
     if isinstance(a, Tensor):
         return fn(a, b)
+    if isinstance(a, tuple) and hasattr(a, "_fields"):                      # a named tuple
+        return type(a)(*(zip_tensors(fn, x, y) for x, y in zip(a, b, strict=True)))
     if isinstance(a, tuple | list):
         return type(a)(zip_tensors(fn, x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, Mapping):
@@ -196,9 +208,11 @@ def tensor_leaves(value: Any) -> list[Tensor]:
 
 
 def map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
-    """Apply ``fn`` to every tensor inside nested tuples, lists, dicts and attrs instances."""
+    """Apply ``fn`` to every tensor inside nested (named) tuples, lists, dicts and attrs instances."""
     if isinstance(value, Tensor):
         return fn(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):              # a named tuple
+        return type(value)(*(map_tensors(fn, v) for v in value))
     if isinstance(value, tuple | list):
         return type(value)(map_tensors(fn, v) for v in value)
     if isinstance(value, Mapping):
@@ -356,11 +370,35 @@ class Task(nn.Module, abc.ABC):
         ``(B, T, *step_shape)``, or None when this task predicts no input (default)."""
         return None
 
+    def sample_input(self, predictions: Mapping[str, Tensor], generator: torch.Generator | None = None) -> Tensor | None:
+        """For `rladder generate`: a draw of the input at step t+1 from the distribution the predictions
+        of step t give, ``(B, T, *step_shape)`` (``next_step``: every value a Bernoulli draw), using
+        ``generator``. Default: ``next_input`` (no sampling: the prediction itself)."""
+        return self.next_input(predictions)
+
     def figures(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor],
                 predictions: Mapping[str, Tensor]) -> dict[str, Any]:
         """Pictures for `rladder viz` of a few evaluation samples: ``{name: matplotlib Figure}``, saved
         as ``<name>.png`` in the run folder (default: none)."""
         return {}
+
+
+@attrs.frozen
+class SequenceLayout:
+    """How a dataset stores sequences of different lengths (``Dataset.sequence_layout``), so that a
+    loader can cut them into chunks without knowing what they hold.
+
+    The stored arrays named in ``time_keys`` hold whole sequences padded along axis 1, and
+    ``length_key`` ``(N,)`` holds each sequence's number of model steps. Model steps ``[s, s + n)``
+    are stored steps ``[s, s + n + lookahead)`` (``lookahead = 1`` where ``to_batch`` makes a step's
+    input and its next-step target from one stored sequence). A window cut out this way, with the
+    steps of the window that exist written into ``length_key``, is itself a batch in stored form:
+    ``to_batch`` turns it into a model batch whose ``step_mask`` (B, T) marks those steps.
+    """
+
+    time_keys: tuple[str, ...]
+    length_key: str = "length"
+    lookahead: int = 0
 
 
 class Dataset(abc.ABC):
@@ -392,6 +430,27 @@ class Dataset(abc.ABC):
         Figure}``, saved as ``<name>.png`` (default: none)."""
         return {}
 
+    def sequence_layout(self) -> SequenceLayout | None:
+        """How whole sequences of different lengths are stored, for loaders that cut them into chunks
+        (the ``chunked`` loader; truncated back-propagation through time). Default None: fixed-length
+        samples."""
+        return None
+
+    def read_primer(self, source: str) -> Tensor | None:
+        """For `rladder generate`: the model inputs ``(T, *step_shape)`` that start a generated sequence,
+        read from ``source`` (a file, or a name the dataset knows, such as ``test:0`` for a sample of
+        a split). Default None: the launcher reads a ``.npy``/``.npz`` file of inputs itself."""
+        return None
+
+    def write_generated(self, sequence: Tensor, primer_steps: int, out: Path) -> list[Path]:
+        """For `rladder generate`: save a generated sequence of model inputs ``(T, *step_shape)``, whose
+        first ``primer_steps`` steps came from the primer, in the dataset's own form (music: a MIDI
+        file and a piano-roll picture); returns the files written. Default: ``out`` with suffix
+        ``.npy`` holding the inputs."""
+        path = Path(out).with_suffix(".npy")
+        np.save(path, sequence.detach().cpu().numpy())
+        return [path]
+
     def check_split(self, split: str) -> None:
         if split not in self.spec.splits:
             from rladder.registry import ConfigError
@@ -414,7 +473,8 @@ class Loader(abc.ABC):
     loader adds ``carry`` (B,) bool to every batch, True where sample i continues the sequence that
     sample i of the previous batch ended (the trainer and the evaluation then carry the model's
     state over, detached), False where a new sequence starts; it keeps the batch size and the
-    order of these slots fixed. Padding inside a chunk is marked by ``step_mask`` (B, T).
+    order of these slots fixed. Padding inside a chunk is marked by ``step_mask`` (B, T). The
+    ``chunked`` loader does this for any dataset with a ``sequence_layout``.
     """
 
     @abc.abstractmethod

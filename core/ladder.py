@@ -11,7 +11,7 @@ step's outputs). Layouts are documented in `rladder.core.interfaces`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import attrs
 import torch
@@ -67,12 +67,12 @@ class FeedbackLink(nn.Module):
         return d
 
 
-@attrs.frozen
-class LadderState:
+class LadderState(NamedTuple):
     """Everything carried from step t-1 to step t: s_l(t-1) per level and d_l(t-1) per level.
 
     ``decoder`` is empty when the ladder has no decoder or no decoder-to-encoder links.
-    ``steps`` counts the steps run so far (0 for a fresh state).
+    ``steps`` counts the steps run so far (0 for a fresh state). A named tuple, so that
+    torch.compile traces the step and checkpoints hold plain tensors.
     """
 
     encoder: tuple[CellState, ...]

@@ -106,7 +106,14 @@ class Trainer:
         self.tasks = nn.ModuleDict(self.run.tasks).to(self.device)
         params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
         kind = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
-        self.optimizer = kind(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        if cfg.compile_optimizer:
+            if self.amp == torch.float16:
+                raise ConfigError("train.compile_optimizer does not work with fp16 loss scaling; use precision = 'bf16'")
+            # a tensor learning rate, so the schedule changes it without recompiling the step
+            self.optimizer = kind(params, lr=torch.tensor(cfg.lr, device=self.device), betas=cfg.betas,
+                                  weight_decay=cfg.weight_decay, capturable=True, foreach=True)
+        else:
+            self.optimizer = kind(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.clock = 0.0                     # seconds spent in fit() over all sessions (max_minutes, schedule_by)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg, self.clock / (60 * cfg.max_minutes) if cfg.max_minutes else 0))
@@ -114,6 +121,8 @@ class Trainer:
         self.keep = needed_outputs(self.tasks)
         self.instruments = self._instruments()
         self.forward_model = self._wrap(self.model)
+        self._forward_loss = self._compiled(self._eager_forward_loss) if cfg.compile else self._eager_forward_loss
+        self._optimizer_step = self._compiled(self.optimizer.step) if cfg.compile_optimizer else self.optimizer.step
         needs = {label: task.needs() for label, task in self.tasks.items()}
         noisy = [label for label, n in needs.items() if n.noise]
         if noisy and cfg.input_noise == 0:
@@ -157,9 +166,12 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             unused = any(h not in self.keep for h in model.head_outputs())
             wrapped = DDP(model, device_ids=ids, find_unused_parameters=unused)
-        if self.cfg.compile:
-            wrapped = torch.compile(wrapped)
         return wrapped
+
+    def _compiled(self, fn):
+        cfg = self.cfg
+        mode = None if cfg.compile_backend != "inductor" else cfg.compile_mode
+        return torch.compile(fn, mode=mode, backend=cfg.compile_backend)
 
     def _write_run_files(self) -> None:
         if not self.dist.main:
@@ -314,7 +326,7 @@ class Trainer:
                 if check_now and not all_true(interval.finite(), self.device):
                     raise TrainingStopped(self._nonfinite_message(interval))
                 if self.step % cfg.log_every == 0 or last:
-                    record = interval.record(self.step, self.scheduler.get_last_lr()[0], self.dist.world)
+                    record = interval.record(self.step, float(self.scheduler.get_last_lr()[0]), self.dist.world)
                     record.update(self.instruments.record(self.dist.world))
                     self._metrics(record)
                     self._report(bar, record)
@@ -353,16 +365,20 @@ class Trainer:
             meta["stopped_at_deadline"] = {"step": self.step, "minutes": round(self.clock / 60, 2)}
             write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
 
+    def _eager_forward_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The model over the batch and the weighted sum of the task costs (the part that is compiled)."""
+        outputs = self.carry.run(self.model, batch, self.run.spec, self.keep, forward=self.forward_model)
+        return total_loss(self.tasks, outputs, batch)
+
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
         with autocast(self.device, self.amp):
             batch = prepare(self.tasks, self.model, batch)
-            self.instruments.active = True
+            self.instruments.active = not self.cfg.compile     # forward hooks stay out of compiled graphs
             try:
-                outputs = self.carry.run(self.model, batch, self.run.spec, self.keep, forward=self.forward_model)
+                loss, parts = self._forward_loss(batch)
             finally:
                 self.instruments.active = False
-            loss, parts = total_loss(self.tasks, outputs, batch)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler:
             self.scaler.scale(loss).backward()
@@ -374,7 +390,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            self.optimizer.step()
+            self._optimizer_step()
         self.scheduler.step()
         for task in self.tasks.values():
             task.after_optimizer_step(self.model, self.step + 1)

@@ -258,3 +258,30 @@ def test_a_run_ends_cleanly_at_its_deadline(config_file, tmp_path):
     assert f"reached at step {step} of 100000" in out.output
     out = CliRunner().invoke(cli, ["resume", str(run_dir), "--no-test"])    # the budget is spent: nothing to do
     assert out.exit_code == 0 and "used its train.max_minutes" in out.output
+
+
+def test_the_compiled_step_gives_the_losses_of_the_eager_step(config_file, tmp_path, make_trainer):
+    """train.compile (+ compile_optimizer): the same first losses as eager. The aot_eager backend traces
+    the step the way a CUDA-graph capture does (one graph for forward and costs, AOT backward, a
+    compiled Adam with a tensor learning rate) without generating code, so CI can afford it."""
+    small = tmp_path / "small.toml"          # two levels and three frames keep the tracing short
+    small.write_text(config_file.read_text().replace('[model]\nname = "omm_rladder"\nchannels = [4, 4, 8]\ntop = 8\n', """
+[model]
+name = "ladder"
+levels = [{ encoder = { name = "conv_lstm", channels = 4 }, decoder = { name = "vanilla" } },
+          { encoder = { name = "lstm", units = 8, reduce = "max" }, decoder = { name = "vanilla" } }]
+heads = [{ name = "frame", source = "decoder.0", out = "input" },
+         { name = "class", source = "encoder.-1", kind = "classifier", out = "classes" }]
+""").replace("[data]\n", "[data]\nframes = 3\n"))
+    assert 'name = "ladder"' in small.read_text()
+    losses = {}
+    for name, sets in {"eager": [], "compiled": ["train.compile=true", "train.compile_backend=aot_eager",
+                                                  "train.compile_optimizer=true"]}.items():
+        trainer = make_trainer(small, tmp_path / name, "train.steps=4", "train.log_every=1", *sets)
+        trainer.fit()
+        lines = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [r["loss"] for r in lines if r["split"] == "train"]
+    assert len(losses["eager"]) == 4
+    worst = max(abs(a - b) for a, b in zip(losses["eager"], losses["compiled"]))
+    print(f"compiled vs eager, first {len(losses['eager'])} losses: worst difference {worst:.2e}")
+    assert worst <= 1e-5, f"compiled and eager losses differ by {worst:.2e}: {losses}"
