@@ -12,16 +12,19 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_gpu_check_dry_run_on_cpu(tmp_path):
     doc = tmp_path / "bench.md"
     doc.write_text("# Benchmarks\n\n<!-- bench:gpu -->\nold figures\n<!-- /bench:gpu -->\n\nkept\n")
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--device", "cpu", "--tiny",
-                          "--steps", "2", "--batch", "8", "--write", str(doc)], capture_output=True, text=True,
-                         timeout=300)
+    args = ["--device", "cpu", "--tiny", "--steps", "4", "--compile-backend", "aot_eager", "--write", str(doc)]
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), *args], capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    for variant in ("fp32, eager", "bf16 autocast", "bf16 + channels_last", "bf16, webdataset (4 workers, pinned)"):
+    for variant in ("eager fp32", "eager bf16", "captured bf16 (compiled step, CUDA graphs)",
+                    "eager bf16, WebDataset shards (4 workers, pinned)"):
         assert f"| {variant} |" in out.stdout
+    assert "Captured step against the eager bf16 step:" in out.stdout
+    assert "max_minutes run: train.max_minutes = 0.05 stopped at step" in out.stdout
+    assert "drew curves.png, diagnostics.png, predictions.png" in out.stdout
     text = doc.read_text()        # the section is replaced, under the command that wrote it
     assert "old figures" not in text and text.endswith("<!-- /bench:gpu -->\n\nkept\n")
-    assert f"Command: `python tools/gpu_check.py --device cpu --tiny --steps 2 --batch 8 --write {doc}`" in text
-    assert "| bf16 autocast |" in text
+    assert f"Command: `python tools/gpu_check.py {' '.join(args)}`" in text
 
 
 def test_gpu_check_refuses_without_a_gpu():
