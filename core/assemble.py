@@ -106,8 +106,14 @@ def build_heads(specs: Sequence[HeadSpec], shapes: Sequence[Shape], data: DataSp
 
 
 def _build(reg: Registry, kind: str, table: Mapping[str, Any], where: str, **context: Any) -> Any:
+    """``reg.build``; a factory that rejects its context (ValueError or ContractError) becomes a
+    ContractError located at ``where`` (a message that already starts with ``where`` is kept)."""
     try:
         return reg.build(kind, table, path=where, **context)
+    except ContractError as exc:
+        if str(exc).startswith((f"{where}:", f"{where}.", f"{where}[")):
+            raise
+        raise ContractError(f"{where}: {exc}") from exc
     except ConfigError:
         raise
     except ValueError as exc:

@@ -128,3 +128,27 @@ def test_model_component_returning_garbage():
     reg.add_plugin(Bad(), "bad-model")
     with pytest.raises(ContractError, match="returned int, not a LadderSpec"):
         build_model({"name": "bad"}, VIDEO, reg)
+
+
+@pytest.mark.parametrize("error", [ValueError, ContractError])
+def test_a_factory_rejecting_its_shape_is_located_at_the_config_field(error):
+    """A cell factory may reject a shape with ValueError or ContractError: either way the error names the
+    level; a task's own ContractError that names its field already is not located twice."""
+    def picky(options, in_shape, top_down=True):
+        raise error(f"encoder_cell 'picky' needs a vector input (D,), got {tuple(in_shape)}")
+
+    class Picky:
+        @hookimpl
+        def rladder_components(self):
+            return [Component("encoder_cell", "picky", picky, description="Vectors only.")]
+
+    reg = get_registry()
+    reg.add_plugin(Picky(), "picky-plugin")
+    spec = ladder([{"encoder": {"name": "conv"}, "decoder": DEC}, {"encoder": {"name": "picky"}, "decoder": DEC}])
+    with pytest.raises(ContractError, match=r"^model.levels\[1\].encoder: encoder_cell 'picky' needs a vector input "
+                                            r"\(D,\), got \(32, 30, 30\)$"):
+        build_ladder(spec, VIDEO, reg)
+    model = build_ladder(ladder([{"encoder": {"name": "lstm"}, "decoder": DEC}],
+                                [{"name": "class", "source": "encoder.-1", "out": "classes"}]), VIDEO)
+    with pytest.raises(ContractError, match=r"^tasks.c: classification needs a dataset with classes$"):
+        build_tasks({"c": {"name": "classify"}}, attrs.evolve(VIDEO, num_classes=0), model, reg)
