@@ -246,4 +246,5 @@ def draw_sequences(batch, predictions, visible: np.ndarray):
 @hookimpl
 def rladder_components():
     return [Component("dataset", "occluded_mnist", OccludedMNIST, OccludedMNISTOptions,
-                      "Occluded Moving MNIST (paper 3.1): 14x14 digits behind a grid of bars, 32x32.")]
+                      "Occluded Moving MNIST (paper 3.1): 14x14 digits behind a grid of bars, 32x32.",
+                      example={"data": {"train": 64, "val": 16, "test": 16}})]   # small splits for the kit

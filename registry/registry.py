@@ -81,6 +81,14 @@ class Component:
 
     `factory(options, **context)` builds it from an instance of the attrs class `options`;
     the context depends on the kind (shapes for cells, the DataSpec for tasks and models).
+
+    `example` (optional, keyword) is a small run the conformance kit (`rladder.core.testing`) checks
+    the component in, as a run config fragment: `data` (a dataset table), `model` (a model table),
+    `task` (a task table). The component's own table holds only option overrides (its `name` is
+    implied), e.g. a dataset `{"data": {"train": 64, "val": 16, "test": 16}}` (small splits), a model
+    `{"data": {"name": "synthetic", "static": True}}` (data it accepts), a task `{"data": {...},
+    "model": {"name": "ladder", ...}}` (a run that provides its needs); a cell's option overrides go
+    under its kind (`{"encoder_cell": {"units": 8}}`). Nothing else reads it.
     """
 
     kind: str = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
@@ -91,6 +99,8 @@ class Component:
     plugin: str = ""
     distribution: str = ""
     version: str = ""
+    example: Mapping[str, Any] = attrs.field(factory=dict, hash=False, kw_only=True,
+                                             validator=attrs.validators.instance_of(Mapping))
 
     @property
     def provider(self) -> str:

@@ -276,3 +276,17 @@ def test_builtins_ignore_the_allow_list_but_can_be_blocked_by_distribution():
     reg = Registry(allow="", block="rladder")
     assert {p.status for p in reg.plugins.values() if p.distribution == "rladder"} == {"blocked"}
     assert reg.components() == []
+
+
+def test_a_component_may_carry_an_example_run_for_the_conformance_kit():
+    plain = comp()
+    assert plain.example == {}
+    with_example = Component("dataset", "toy", lambda o: None, ToyOptions, "A toy.",
+                             example={"data": {"size": 1}})
+    reg = Registry(entry_points=False)
+    reg.add_plugin(toy_plugin(with_example), "toy-plugin")
+    got = reg.get("dataset", "toy")
+    assert got.example == {"data": {"size": 1}} and got.plugin == "toy-plugin"
+    assert hash(got) == hash(attrs.evolve(got, example={}))   # not part of the hash (a dict is unhashable)
+    with pytest.raises(TypeError):
+        Component("dataset", "toy", lambda o: None, ToyOptions, "A toy.", example=[("data", {})])

@@ -1,8 +1,8 @@
-"""Conformance kit for plugin authors: does a registered cell or decoder behave like one?
+"""Conformance kit for plugin authors: does a registered component behave like one?
 
 Use it from any test suite::
 
-    from rladder.core.testing import check_component
+    from rladder.core.testing import check_component, check_metrics_reduce
     def test_my_cell():
         check_component("encoder_cell", "my_cell")
 
@@ -11,45 +11,72 @@ or through the pytest plugin (installed with rladder, entry point ``pytest11``):
     def test_conformance(rladder_component, rladder_conformance):
         rladder_conformance.check(rladder_component)
 
-    $ pytest --rladder-plugin my-plugin     # one test per cell/decoder that plugin provides
+    $ pytest --rladder-plugin my-plugin     # one test per cell, decoder, dataset, model and task
 
-Checks, each failing with a message that says what is wrong:
-builds from default options; options round-trip (attrs -> dict -> TOML -> attrs); forward and
-backward on CPU for every probe shape the component accepts; output shape; no NaN or inf;
-every parameter gets a gradient; a decoder is stateless; inside a small ladder, T steps at
-once equal the same steps in two chunks with the state carried; same seed, same result.
-The partner cells in those ladders are defined here, so a failure is the component's own.
+Every failure is one sentence naming the component, its provider and what is wrong. A check that
+cannot run here (a dataset whose files are missing) raises ``Skipped`` (pytest reports a skip).
+Every kind: builds from default options (plus the option overrides of its ``example``, see
+``rladder.registry.Component``); options round-trip (attrs -> dict -> TOML -> attrs); it has a description.
+
+* cells and decoders: forward and backward on CPU for every probe shape the factory accepts (it
+  rejects the others by raising ValueError or ``rladder.registry.ContractError``); output shape;
+  no NaN or inf; every parameter gets a gradient; a decoder is stateless; inside a small ladder,
+  T steps at once equal the same steps in two chunks with the state carried; same seed, same
+  result. The partner cells in those ladders are defined here, so a failure is the component's own.
+* datasets: a valid DataSpec; ``arrays(split)`` of every split has a common first axis;
+  ``to_batch`` gives exactly the declared keys (plus optional ``label_mask``/``step_mask``) with the
+  declared shapes, values in [0, 1] where declared, and follows the device of its input tensors;
+  ``dummy_batch`` has the same keys and shapes.
+* models (on each of the kit's probe data it accepts, or its example's data): a ``rladder.core.Model``;
+  ``step`` returns declared names, ``(B, ...)``; ``forward`` gives ``(B, T, ...)``; T steps at once
+  equal two chunks with the state carried (eval mode, 1e-5); ``step(keep=...)`` returns exactly
+  the names kept, canonical for an alias (``encoder.-1``), and raises for an unknown name;
+  ``detach_state`` cuts the graph; every parameter gets a gradient from the sum of squares of all outputs.
+* tasks (in a small run: the component's example, else the built-in ``synthetic`` video data and
+  a two-level ``ladder`` with heads ``frame``, ``class`` and ``recon``): the loss is a finite scalar
+  whose gradient reaches the model; metrics round-trip (reset forgets; the same batch gives the
+  same metrics); every ``metrics()`` name and baseline is computed; ``predictions()`` are finite
+  ``(B, T, ...)`` tensors; ``next_input`` has the input's layout; loss, metrics and predictions
+  follow the device of the batch (checked on a stand-in device, ``rladder.core.testing.device``);
+  and, for a task with metrics, ``check_metrics_reduce``: two gloo processes, each updated with
+  half of a batch, compute what one process computes on the whole batch.
 """
 
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
-from rladder.registry import Registry, get_registry, structure, unstructure
+from rladder.registry import Registry, get_registry
 
-from .. import tomlout
 from ..interfaces import DecoderCell, EncoderCell
 from ..ladder import Level, RLadder
+from . import components
+from ._common import REJECTS, Skipped, assert_finite, assert_gradients, check_options, own_overrides, squares
+from ._common import label as _label
 
 PROBE_SHAPES: tuple[tuple[int, ...], ...] = ((3, 8, 8), (3, 16), (12,))
-CHECKED_KINDS = ("encoder_cell", "decoder_cell")
+CHECKED_KINDS = ("encoder_cell", "decoder_cell", "dataset", "model", "task")
 BATCH, STEPS = 3, 4
 
+__all__ = ["CHECKED_KINDS", "PROBE_SHAPES", "REJECTS", "Skipped", "check", "check_component", "check_metrics_reduce",
+           "conformance_targets"]
 
-def conformance_targets(plugins: Iterable[str] | None = None, registry: Registry | None = None) -> list[tuple[str, str]]:
-    """(kind, name) of every cell and decoder, or only those of the named plugins/distributions."""
+
+def conformance_targets(plugins: Iterable[str] | None = None, registry: Registry | None = None,
+                        kinds: Iterable[str] = CHECKED_KINDS) -> list[tuple[str, str]]:
+    """(kind, name) of every checked component (cells, decoders, datasets, models, tasks), or only
+    those of the named plugins/distributions, or of the given kinds."""
     reg = registry or get_registry()
-    wanted = set(plugins or ())
-    found = [(c.kind, c.name) for c in reg.components() if c.kind in CHECKED_KINDS
+    wanted, kinds = set(plugins or ()), tuple(kinds)
+    found = [(c.kind, c.name) for c in reg.components() if c.kind in kinds
              and (not wanted or c.plugin in wanted or c.distribution in wanted)]
     if wanted and not found:
         known = sorted({c.plugin for c in reg.components()})
-        raise AssertionError(f"no cell or decoder comes from {sorted(wanted)}; loaded plugins: {known}")
+        raise AssertionError(f"no {', '.join(kinds)} comes from {sorted(wanted)}; loaded plugins: {known}")
     return found
 
 
@@ -58,29 +85,33 @@ def check(target: tuple[str, str], registry: Registry | None = None) -> None:
 
 
 def check_component(kind: str, name: str, registry: Registry | None = None) -> None:
+    """Every check of the kit for ``kind/name`` (for a task with metrics, ``check_metrics_reduce`` too)."""
     reg = registry or get_registry()
     comp = reg.get(kind, name)
-    options = _check_options(comp)
     if kind == "encoder_cell":
-        _check_encoder(comp, options)
+        _check_encoder(comp, check_options(comp, own_overrides(comp, kind)))
     elif kind == "decoder_cell":
-        _check_decoder(comp, options)
+        _check_decoder(comp, check_options(comp, own_overrides(comp, kind)))
+    elif kind == "dataset":
+        components.check_dataset(comp, reg)
+    elif kind == "model":
+        components.check_model(comp, reg)
+    elif kind == "task":
+        components.check_task(comp, reg)
+        components.check_metrics_reduce(comp, reg)
     else:
-        raise AssertionError(f"the conformance kit checks {CHECKED_KINDS}, not {kind}")
+        raise AssertionError(f"the conformance kit checks {', '.join(CHECKED_KINDS)}, not {kind}")
 
 
-# ------------------------------------------------------------------------------ options
-def _check_options(comp):
-    label = f"{comp.kind} {comp.name!r} ({comp.provider})"
-    try:
-        options = structure(comp.options, {})
-    except Exception as exc:  # noqa: BLE001
-        raise AssertionError(f"{label} cannot be built from default options: {exc}") from exc
-    as_dict = unstructure(options)
-    again = structure(comp.options, tomllib.loads(tomlout.dumps({"o": as_dict}))["o"])
-    assert again == options, f"{label}: options do not round-trip through TOML: {options!r} != {again!r}"
-    assert comp.description, f"{label} has no one-line description"
-    return options
+def check_metrics_reduce(kind: str, name: str, registry: Registry | None = None, world: int = 2) -> None:
+    """A task's metrics over ``world`` processes (gloo, forked): each process runs ``update_metrics`` on
+    its share of a batch, then ``compute_metrics`` must give, in every process, what one process gives
+    for the whole batch (relative and absolute tolerance 1e-5). A task that keeps plain tensors or
+    Python numbers without ``rladder.core.reduce_sum`` fails it."""
+    reg = registry or get_registry()
+    if kind != "task":
+        raise AssertionError(f"check_metrics_reduce checks tasks, not {kind}")
+    components.check_metrics_reduce(reg.get(kind, name), reg, world=world)
 
 
 # ------------------------------------------------------------------------------ partners
@@ -142,23 +173,6 @@ def _sequence(shape, seed=0) -> Tensor:
     return torch.rand(BATCH, STEPS, *shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _assert_finite(label: str, tensors: dict[str, Tensor]) -> None:
-    for key, t in tensors.items():
-        assert torch.isfinite(t).all(), f"{label}: output {key} has NaN or inf"
-
-
-def _assert_gradients(label: str, module: nn.Module) -> None:
-    for pname, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        assert p.grad is not None, f"{label}: parameter {pname!r} gets no gradient"
-        assert torch.isfinite(p.grad).all(), f"{label}: parameter {pname!r} has a NaN or inf gradient"
-
-
-def _loss(outputs: dict[str, Tensor]) -> Tensor:
-    return sum((v.float() ** 2).mean() for v in outputs.values())
-
-
 def _chunked_equal(label: str, ladder: RLadder, x: Tensor) -> None:
     ladder.eval()
     with torch.no_grad():
@@ -180,12 +194,12 @@ def _build(comp, options, **context):
 
 # ------------------------------------------------------------------------------ encoder cells
 def _check_encoder(comp, options) -> None:
-    label = f"encoder_cell {comp.name!r} ({comp.provider})"
+    label = _label(comp)
     accepted = []
     for shape in PROBE_SHAPES:
         try:
             cell = _build(comp, options, in_shape=shape, top_down=True)
-        except ValueError:
+        except REJECTS:
             continue
         accepted.append(shape)
         assert isinstance(cell, EncoderCell), f"{label} did not build an EncoderCell but {type(cell).__name__}"
@@ -202,7 +216,7 @@ def _check_encoder(comp, options) -> None:
         plain = _build(comp, options, in_shape=shape, top_down=False)
         out, _ = RLadder([Level(plain, None)], input_shape=shape, decoder=False)(x)
         assert out["encoder.0"].shape == (BATCH, STEPS, *out_shape), f"{label}: top_down=False changes the shape"
-        _assert_finite(label, out)
+        assert_finite(label, out)
         # same seed, same cell; a deep copy (as DDP and EMA teachers make) behaves the same
         twin = _build(comp, options, in_shape=shape, top_down=True)
         s = cell.init_state(BATCH, x)
@@ -217,12 +231,12 @@ def _check_encoder(comp, options) -> None:
 
 # ------------------------------------------------------------------------------ decoder cells
 def _check_decoder(comp, options) -> None:
-    label = f"decoder_cell {comp.name!r} ({comp.provider})"
+    label = _label(comp)
     accepted = []
     for shape in PROBE_SHAPES:
         try:
             top = _build(comp, options, lateral_shape=shape, top_down_shape=None)
-        except ValueError:
+        except REJECTS:
             continue
         accepted.append(shape)
         assert isinstance(top, DecoderCell), f"{label} did not build a DecoderCell but {type(top).__name__}"
@@ -235,7 +249,7 @@ def _check_decoder(comp, options) -> None:
         for above in above_shapes:
             try:
                 cell = _build(comp, options, lateral_shape=shape, top_down_shape=above)
-            except ValueError:
+            except REJECTS:
                 continue
             e, d_above = torch.rand(BATCH, *shape), torch.rand(BATCH, *above)
             y1, y2 = cell(e, d_above), cell(e, d_above)
@@ -249,11 +263,11 @@ def _check_decoder(comp, options) -> None:
 
 def _run_ladder(label: str, ladder: RLadder, cell: nn.Module, x: Tensor) -> None:
     outputs, _ = ladder(x)
-    _assert_finite(label, outputs)
-    loss = _loss(outputs)
+    assert_finite(label, outputs)
+    loss = squares(outputs)
     if loss.requires_grad:  # a parameter-free cell in a parameter-free ladder has nothing to train
         loss.backward()
-    _assert_gradients(label, cell)
+    assert_gradients(label, cell)
     _chunked_equal(label, ladder, x)
 
 

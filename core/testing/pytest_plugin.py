@@ -1,4 +1,8 @@
-"""pytest plugin (entry point ``pytest11``): conformance tests for registered cells and decoders.
+"""pytest plugin (entry point ``pytest11``): conformance tests for registered components.
+
+One test per encoder cell, decoder cell, dataset, model and task (the kinds in
+``rladder.core.testing.CHECKED_KINDS``); a check that cannot run here (a dataset whose files
+are missing) is reported as a skip with the reason.
 
 Fixtures: ``rladder_component`` (parametrized over ``(kind, name)`` targets) and
 ``rladder_conformance`` (the kit, `rladder.core.testing`). Option ``--rladder-plugin NAME``
@@ -14,8 +18,8 @@ import pytest
 def pytest_addoption(parser):
     group = parser.getgroup("rladder")
     group.addoption("--rladder-plugin", action="append", default=[], metavar="NAME",
-                    help="run rladder conformance tests for the cells and decoders of this plugin "
-                         "(entry-point name or distribution); repeatable; default: all")
+                    help="run rladder conformance tests for the cells, decoders, datasets, models and tasks "
+                         "of this plugin (entry-point name or distribution); repeatable; default: all")
 
 
 def pytest_generate_tests(metafunc):
