@@ -30,6 +30,20 @@ from .config import merge, resolve
 from .files import write_text
 
 
+def row_config(data: Mapping[str, Any] | str, model: Mapping[str, Any] | str, tasks: Mapping[str, Any],
+               best_metric: str = "", **sections: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete raw run config for a recipe row: components by name or table, the tasks by label,
+    the validation metric that picks the best checkpoint, and any other sections (``labels``, ``train``)."""
+    def table(value):
+        return {"name": value} if isinstance(value, str) else dict(value)
+    config: dict[str, Any] = {"data": table(data), "model": table(model), "tasks": dict(tasks)}
+    for key, value in sections.items():
+        config[key] = dict(value)
+    if best_metric:
+        config = merge(config, {"train": {"best_metric": best_metric}})
+    return config
+
+
 @attrs.frozen
 class Row:
     label: str                                   # the row's name in the table
