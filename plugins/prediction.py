@@ -14,10 +14,18 @@ pixels, steps and sequences (spec 4.1.2, Table 1); ``copy_last_error`` = the sam
 the current input as the prediction (a baseline every report should show); ``nll`` = the
 Bernoulli negative log-likelihood in nats per step, summed over a step's values (the music
 papers' frame-level NLL); ``bce`` per value. ``report`` picks the headline: ``mse`` or ``nll``.
+Beside ``nll`` two trivial baselines: ``uniform_nll`` (every value at probability 0.5: n ln 2 nats
+per step for n values, 61.0 for 88 piano keys) and, with ``prior`` (default: the batch key
+``x_prior`` when the dataset declares it, e.g. every piano key's training-set frequency),
+``prior_nll``, the NLL of predicting those probabilities at every step.
+
+Generation (`rladder generate`): ``sample_input`` draws every value of the next input from its
+predicted Bernoulli probability.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import attrs
@@ -41,6 +49,8 @@ class NextStepOptions(TaskOptions):
     input: str = option("x", help="Batch key of the inputs, for the copy-last-input baseline ('' = none).")
     report: Literal["mse", "nll"] = option("mse", help="Headline metric: prediction_error (MSE x 1e5) or nll "
                                                        "(nats per step).")
+    prior: str = option("auto", help="Batch key of reference probabilities, broadcastable to the target, whose NLL "
+                                     "is reported as prior_nll; 'auto': x_prior if the dataset has it; '': none.")
 
 
 class NextStep(Task):
@@ -49,11 +59,13 @@ class NextStep(Task):
         self.o = options
         self.shift = options.target == "auto" and "x_next" not in spec.keys
         self.target = "x_uncorrupted" if self.shift else ("x_next" if options.target == "auto" else options.target)
+        self.prior = ("x_prior" if "x_prior" in spec.keys else "") if options.prior == "auto" else options.prior
+        self.values = int(torch.Size(spec.step_shape).numel())
         self.mse, self.copy_mse = MeanMetric(), MeanMetric()
-        self.bce, self.nll_sum, self.steps = MeanMetric(), SumMetric(), SumMetric()
+        self.bce, self.nll_sum, self.steps, self.prior_sum = MeanMetric(), SumMetric(), SumMetric(), SumMetric()
 
     def needs(self) -> Needs:
-        keys = (self.target,) + ((self.o.input,) if self.o.input else ())
+        keys = (self.target,) + ((self.o.input,) if self.o.input else ()) + ((self.prior,) if self.prior else ())
         return Needs((f"heads.{self.o.head}",), keys)
 
     def _pairs(self, outputs, batch):
@@ -85,6 +97,10 @@ class NextStep(Task):
         self.bce.update(bce / values, w)
         self.nll_sum.update((bce * w).sum())
         self.steps.update(w.sum())
+        if self.prior:
+            p = batch[self.prior].float().clamp(1e-7, 1 - 1e-7).expand_as(target)     # (no F.binary_cross_entropy:
+            prior = -(target * p.log() + (1 - target) * (1 - p).log())                # unsafe under autocast)
+            self.prior_sum.update((prior.flatten(2).sum(2) * w).sum())
         if self.o.input:
             last = batch[self.o.input].float()
             last = last[:, :-1] if self.shift else last
@@ -92,18 +108,21 @@ class NextStep(Task):
 
     def compute_metrics(self):
         out = {"prediction_error": float(self.mse.compute()) * SCALE, "bce": float(self.bce.compute()),
-               "nll": float(self.nll_sum.compute() / self.steps.compute().clamp(min=1))}
+               "nll": float(self.nll_sum.compute() / self.steps.compute().clamp(min=1)),
+               "uniform_nll": self.values * math.log(2)}
+        if self.prior:
+            out["prior_nll"] = float(self.prior_sum.compute() / self.steps.compute().clamp(min=1))
         if self.o.input:
             out["copy_last_error"] = float(self.copy_mse.compute()) * SCALE
         return out
 
     def reset_metrics(self):
-        for m in (self.mse, self.copy_mse, self.bce, self.nll_sum, self.steps):
+        for m in (self.mse, self.copy_mse, self.bce, self.nll_sum, self.steps, self.prior_sum):
             m.reset()
 
     def metrics(self) -> list[Metric]:
         if self.o.report == "nll":
-            return [Metric("nll", "next-step NLL", "nats per step")]
+            return [Metric("nll", "next-step NLL", "nats per step", baseline="prior_nll" if self.prior else "")]
         base = "copy_last_error" if self.o.input else ""
         return [Metric("prediction_error", "next-step prediction error", "per-pixel MSE x1e-5", baseline=base)]
 
@@ -112,6 +131,10 @@ class NextStep(Task):
 
     def next_input(self, predictions):
         return predictions.get("next_frame")
+
+    def sample_input(self, predictions, generator=None):
+        p = predictions.get("next_frame")
+        return None if p is None else torch.bernoulli(p.float(), generator=generator)
 
 
 @hookimpl
