@@ -423,6 +423,27 @@ def predict_cmd(run_dir, input_path, output_path, which, rollout) -> None:
     click.echo(f"predictions written to {out}")
 
 
+@cli.command("generate")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--primer", required=True, metavar="PIECE_OR_FILE",
+              help="What to continue: for music a MIDI file, SPLIT:INDEX (test:0) or a piece's name; for other data "
+                   "a .npy/.npz file of inputs (T, *step).")
+@click.option("--steps", default=64, show_default=True, type=click.IntRange(0), help="Steps to sample after the primer.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output file (music: FILE.mid, and FILE.png beside it).")
+@click.option("--primer-steps", default=0, show_default=True, type=click.IntRange(0),
+              help="Use only the first N steps of the primer (0: all).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the sampling.")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+def generate_cmd(run_dir, primer, steps, out, primer_steps, seed, which) -> None:
+    """Continue a primer by sampling the model's predictions step by step (the state carried); the dataset
+    writes the result (music: a MIDI file and a piano-roll picture, primer and continuation in two colours)."""
+    from rladder.core.generate import generate
+
+    for path in generate(run_dir, primer, steps, out, which, seed, primer_steps):
+        click.echo(f"written: {path}")
+
+
 @cli.command("viz")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--split", default="test", show_default=True)

@@ -436,10 +436,11 @@ class Dataset(abc.ABC):
         samples."""
         return None
 
-    def read_primer(self, source: str) -> Tensor | None:
+    def read_primer(self, source: str, steps: int = 0) -> Tensor | None:
         """For `rladder generate`: the model inputs ``(T, *step_shape)`` that start a generated sequence,
         read from ``source`` (a file, or a name the dataset knows, such as ``test:0`` for a sample of
-        a split). Default None: the launcher reads a ``.npy``/``.npz`` file of inputs itself."""
+        a split), its first ``steps`` steps (0: all). Default None: the launcher reads a ``.npy``/``.npz``
+        file of inputs itself."""
         return None
 
     def write_generated(self, sequence: Tensor, primer_steps: int, out: Path) -> list[Path]:
