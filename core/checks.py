@@ -10,7 +10,7 @@ from rladder.registry import get_registry
 
 from .assemble import build_run, count_parameters
 from .config import RunConfig
-from .objective import model_outputs, total_loss
+from .objective import model_outputs, prepare, total_loss
 
 
 def check_run(config: RunConfig, batch: int = 2) -> str:
@@ -25,7 +25,7 @@ def check_run(config: RunConfig, batch: int = 2) -> str:
              f"{count_parameters(model):,} parameters"]
     lines += model.summary()
     gen = torch.Generator().manual_seed(config.seed)
-    data = run.dataset.dummy_batch(batch, gen)
+    data = prepare(run.tasks, model, run.dataset.dummy_batch(batch, gen))   # x_uncorrupted and task targets, as in training
     outputs = model_outputs(model, data, spec)
     if run.tasks:
         loss, parts = total_loss(run.tasks, outputs, data)
