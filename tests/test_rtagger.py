@@ -1,0 +1,230 @@
+"""RTagger and its tasks: Tagger's inputs and costs against direct computations, the 'none' class,
+AMI against scikit-learn, K folding, state carried across steps, `rladder check`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from sklearn.metrics import adjusted_mutual_info_score
+
+from rladder.core import DataSpec, build_model
+from rladder.core.cli import cli
+from rladder.plugins import grouping_tasks as GT
+from rladder.plugins.rtagger import TaggerState, exp_inv_sinh, tagger_inputs
+from rladder.registry import ContractError, get_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"name": "rtagger", "groups": 3, "hidden": 4, "ladder": {"name": "grouping_ladder", "channels": [4, 6], "top": 8}}
+IMAGE = DataSpec("video", (1, 12, 12), 3, {"x": "", "y": "", "masks": ""}, num_classes=10, static=True)
+
+
+def small_model(spec=IMAGE, **ladder):
+    torch.manual_seed(0)
+    table = {**SMALL, "ladder": {**SMALL["ladder"], **ladder}}
+    return build_model(table, spec)
+
+
+def test_tagger_inputs_follow_spec_6_2():
+    x = torch.tensor([[[[0.2, 0.9]]]])                                   # (B=1, C=1, H=1, W=2)
+    z = torch.tensor([[[[[0.5, 0.5]]], [[[0.0, 1.0]]]]])                # (1, K=2, 1, 1, 2)
+    m = torch.tensor([[[[[0.7, 0.4]]], [[[0.3, 0.6]]]]])
+    v = torch.tensor(0.5)
+    out = tagger_inputs(x, z, m, 0.2, v)
+    assert out.shape == (1, 2, 4, 1, 2)
+    assert torch.equal(out[:, :, 0], z[:, :, 0])
+    assert torch.allclose(out[0, :, 1, 0], torch.tensor([[0.7 * (0.2 - 0.5), 0.4 * (0.9 - 0.5)],
+                                                         [0.3 * (0.2 - 0.0), 0.6 * (0.9 - 1.0)]]))
+    assert torch.equal(out[:, :, 2], m[:, :, 0])
+    var = 0.2 ** 2 + 0.5 ** 2
+    for pixel, xi in enumerate((0.2, 0.9)):
+        nlp = [0.5 * math.log(var) + (z[0, k, 0, 0, pixel].item() - xi) ** 2 / (2 * var) for k in range(2)]
+        lik = [math.exp(-a) / sum(math.exp(-b) for b in nlp) for a in nlp]
+        assert torch.allclose(out[0, :, 3, 0, pixel], torch.tensor(lik), atol=1e-6)
+    assert math.isclose(exp_inv_sinh(torch.tensor(1.0)).item(), 1 + math.sqrt(2), rel_tol=1e-6)
+    assert math.isclose(exp_inv_sinh(torch.tensor(-1.0)).item(), 1 / (1 + math.sqrt(2)), rel_tol=1e-6)
+
+
+def test_mixture_cost_equals_a_direct_computation():
+    torch.manual_seed(1)
+    x = torch.rand(2, 1, 1, 3, 3)                                        # (B, T, C, H, W)
+    z = torch.rand(2, 1, 3, 1, 3, 3)                                     # K = 3
+    logits = torch.randn(2, 1, 3, 1, 3, 3)
+    v = torch.tensor(0.3)
+    got = GT.mixture_nll(x.unsqueeze(2), z, logits, v)
+    pi = torch.softmax(logits, 2)
+    direct = np.zeros((2, 1, 1, 3, 3))
+    for idx in np.ndindex(*direct.shape):
+        b, t, c, h, w = idx
+        p = sum((pi[b, t, k, 0, h, w].item() + 1e-5) * math.exp(-(x[b, t, c, h, w].item() - z[b, t, k, c, h, w].item()) ** 2
+                                                              / (2 * 0.3)) / math.sqrt(0.3) for k in range(3))
+        direct[idx] = -math.log(p)                                       # -log sum_k pi_k N(x|z_k,v) + 1/2 log 2 pi
+    assert torch.allclose(got, torch.from_numpy(direct).float(), atol=1e-5)
+    # the task averages it over samples, steps and pixels (the denoising target is the clean input)
+    task = GT.MixtureCost(GT.MixtureOptions(), DataSpec("video", (1, 3, 3), 1, {"x": ""}, static=True), "denoise")
+    outputs = {"heads.recon": z, "heads.mask_logits": logits, "heads.variance": v.expand(2, 1)}
+    assert torch.allclose(task.loss(outputs, {"x_uncorrupted": x[:, 0]}), got.mean())
+    assert task.needs().noise and "x_uncorrupted" in task.needs().batch
+
+
+def test_none_class_collapse_and_classification_cost():
+    # group 0 says "none" with certainty, group 1 says class 2: the image is class 2
+    logits = torch.full((1, 1, 2, 4), -30.0)                              # (B, T, K, 3 classes + none)
+    logits[0, 0, 0, 3] = 30.0
+    logits[0, 0, 1, 2] = 30.0
+    probs = GT.collapse_classes(logits).exp()
+    assert torch.allclose(probs, torch.tensor([[[0.0, 0.0, 1.0]]]), atol=1e-6)
+    # the general case against Tagger's steps: softmax, drop none, normalise over (groups, classes), sum groups
+    torch.manual_seed(2)
+    logits = torch.randn(5, 3, 4, 11)
+    p = torch.softmax(logits, -1)[..., :-1]
+    p = p / p.sum((-1, -2), keepdim=True)
+    assert torch.allclose(GT.collapse_classes(logits).exp(), p.sum(-2), atol=1e-6)
+    spec = DataSpec("video", (1, 4, 4), 3, {"x": "", "y": ""}, num_classes=10, static=True)
+    task = GT.GroupClassify(GT.GroupClassifyOptions(), spec, "classify")
+    y = torch.tensor([1, 0, 9, 3, 3])
+    expected = -torch.log(p.sum(-2)[:, -1][torch.arange(5), y]).mean()   # at the last iteration
+    assert torch.allclose(task.loss({"heads.class": logits}, {"y": y}), expected, atol=1e-5)
+    mask = torch.tensor([True, False, False, True, False])
+    masked = -torch.log(p.sum(-2)[:, -1][torch.arange(5), y])[mask].mean()
+    assert torch.allclose(task.loss({"heads.class": logits}, {"y": y, "label_mask": mask}), masked, atol=1e-5)
+    task.update_metrics({"heads.class": logits}, {"y": y})
+    metrics = task.compute_metrics()
+    wrong = (p.sum(-2).argmax(-1) != y[:, None]).float().mean(0) * 100
+    assert [metrics[f"error_t{t}"] for t in (1, 2, 3)] == pytest.approx(wrong.tolist())
+    assert metrics["error"] == pytest.approx(wrong[-1].item())
+
+
+def test_ami_matches_sklearn_and_leaves_out_unsure_pixels():
+    true = torch.zeros(1, 2, 2, 4)                                       # (N, G=2, H=2, W=4), soft masks
+    true[0, 0] = torch.tensor([[1.0, 1.0, 0.95, 0.5], [0.0, 0.0, 0.05, 0.0]])
+    true[0, 1] = 1 - true[0, 0]
+    logits = torch.zeros(1, 3, 1, 2, 4)
+    pred = torch.tensor([[2, 2, 1, 0], [0, 0, 2, 1]])                    # argmax over K = 3 per pixel
+    logits[0, :, 0] = torch.nn.functional.one_hot(pred, 3).permute(2, 0, 1).float()
+    scores, valid = GT.ami_scores(true, logits)
+    keep = np.array([True, True, True, False, True, True, True, True])   # 0.5 is not > 0.9
+    t = np.array([0, 0, 0, 0, 1, 1, 1, 1])[keep]
+    p = pred.flatten().numpy()[keep]
+    assert valid.tolist() == [True]
+    assert scores[0] == pytest.approx(adjusted_mutual_info_score(t, p, average_method="max"))
+    assert scores[0] != pytest.approx(adjusted_mutual_info_score(t, p))   # the arithmetic mean would differ
+    # a perfect grouping under other label names scores 1; no sure pixel: the sample is skipped
+    perfect = torch.nn.functional.one_hot(torch.tensor([[2, 2, 2, 2], [0, 0, 0, 0]]), 3).permute(2, 0, 1)[None, :, None]
+    assert GT.ami_scores(true, perfect.float())[0][0] == pytest.approx(1.0)
+    empty = torch.zeros(1, 2, 2, 4)
+    assert GT.ami_scores(empty, logits)[1].tolist() == [False]
+    assert GT.ami_scores(true, logits, backend="sklearn")[0][0] == pytest.approx(scores[0], abs=1e-12)
+
+
+def test_batched_ami_is_scikit_learns_ami():
+    rng = np.random.default_rng(3)
+    cases = []
+    for n in range(300):
+        size = int(rng.integers(1, 60))
+        t = rng.integers(0, int(rng.integers(1, 4)), size)
+        p = rng.integers(0, int(rng.integers(1, 5)), size)
+        if n % 7 == 0:
+            p = (t + 1) % 3                                               # a perfect grouping, renamed
+        cases.append((t, p))
+    width = max(len(t) for t, _ in cases)
+    true = torch.zeros(len(cases), width, dtype=torch.long)
+    pred = torch.zeros_like(true)
+    keep = torch.zeros(len(cases), width, dtype=torch.bool)
+    for i, (t, p) in enumerate(cases):
+        true[i, :len(t)], pred[i, :len(p)], keep[i, :len(t)] = torch.from_numpy(t), torch.from_numpy(p), True
+    for method in ("max", "arithmetic"):
+        got = GT.batched_ami(true, pred, keep, method).numpy()
+        want = [adjusted_mutual_info_score(t, p, average_method=method) for t, p in cases]
+        assert np.allclose(got, want, atol=1e-9, rtol=0), method
+
+
+def test_ami_task_per_step_and_reduced_over_processes(monkeypatch):
+    spec = DataSpec("video", (1, 2, 4), 2, {"x": "", "masks": ""}, static=True)
+    task = GT.AMI(GT.AMIOptions(), spec, "ami")
+    true = torch.zeros(2, 2, 2, 4)
+    true[:, 0, :, :2] = 1
+    true[:, 1, :, 2:] = 1
+    good = true.unsqueeze(2)                                             # logits with K = 2 that match
+    bad = torch.zeros_like(good)
+    bad[:, 0, 0, 0] = 1                                                  # one pixel in group 0, rest group 1... per sample
+    logits = torch.stack([bad, good], 1)                                  # step 1 poor, step 2 perfect: (B, T, K, 1, H, W)
+    task.update_metrics({"heads.mask_logits": logits}, {"masks": true})
+    single = task.compute_metrics()
+    assert single["ami_t2"] == pytest.approx(1.0) and single["ami"] == single["ami_t2"] and single["ami_t1"] < 0.5
+    # another process saw two samples of AMI 0 at both steps: reduce_sum adds its sums and counts
+    monkeypatch.setattr(GT, "reduce_sum", lambda *ts: [t + o for t, o in zip(ts, (torch.zeros(2), torch.full((2,), 2.0)))])
+    both = task.compute_metrics()
+    assert both["ami_t2"] == pytest.approx(0.5) and both["ami_t1"] == pytest.approx(single["ami_t1"] / 2)
+    assert task.loss({"heads.mask_logits": logits}, {}).item() == 0
+
+
+def test_groups_are_folded_into_the_batch_and_permute_with_the_initial_masks():
+    model = small_model().eval()
+    x = torch.rand(2, 1, 12, 12)
+    state = model.init_state(2, x)
+    perm = torch.tensor([2, 0, 1])
+    permuted = TaggerState(model.inner.init_state(6, x), state.z[:, perm], state.m[:, perm], 0)
+    with torch.no_grad():
+        out_a, _ = model(x, state, steps=3)
+        out_b, _ = model(x, permuted, steps=3)
+    for name in ("heads.recon", "heads.mask_logits", "heads.class"):
+        assert torch.allclose(out_a[name][:, :, perm], out_b[name], atol=1e-5), name
+    assert out_a["heads.recon"].shape == (2, 3, 3, 1, 12, 12)
+    assert out_a["heads.mask_logits"].shape == (2, 3, 3, 1, 12, 12)
+    assert out_a["heads.class"].shape == (2, 3, 3, 11)
+    # evaluation starts from the same masks every time; training draws new ones
+    with torch.no_grad():
+        again, _ = model(x, steps=3)
+        first, _ = model(x, steps=3)
+    assert torch.equal(again["heads.mask_logits"], first["heads.mask_logits"])
+
+
+def test_state_carries_across_calls_on_video():
+    spec = DataSpec("video", (1, 12, 12), 4, {"x": "", "x_next": ""})
+    model = small_model(spec).eval()
+    x = torch.rand(2, 4, 1, 12, 12)
+    with torch.no_grad():
+        state = model.init_state(2, x)
+        whole, _ = model(x, state)
+        part1, s = model(x[:, :2], state)
+        part2, _ = model(x[:, 2:], s)
+    assert set(whole) == {"heads.recon", "heads.mask_logits", "heads.variance"}      # no classes: no class head
+    for name, value in whole.items():
+        assert torch.allclose(value, torch.cat([part1[name], part2[name]], 1), atol=1e-6), name
+
+
+def test_the_recurrent_state_matters_and_tagger_has_none():
+    rtagger, tagger = small_model(), small_model(recurrent=False, feedback=False)
+    x = torch.rand(2, 1, 12, 12)
+    assert rtagger.init_state(2, x).inner.encoder != ((),) * len(rtagger.inner.levels)
+    inner = tagger.init_state(2, x).inner
+    assert all(cell == () for cell in inner.encoder) and inner.decoder == ()       # only z and m carry over
+    assert any("ConvLSTM" in line for line in rtagger.summary())
+    assert not any("ConvLSTM" in line or "LSTMCell" in line for line in tagger.summary())
+
+
+def test_wrapping_a_model_without_a_full_resolution_decoder_is_a_contract_error():
+    with pytest.raises(ContractError, match="decoder"):
+        small_model(decoder=False)
+    with pytest.raises(ContractError, match="resolution"):
+        build_model({**SMALL, "decoder_output": "decoder.1"}, IMAGE)
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "model.ladder.recurrent=false", "--set", "model.ladder.feedback=false"]])
+def test_rladder_check_textured(sets):
+    result = CliRunner().invoke(cli, ["check", str(ROOT / "configs/grouping/rtagger_textured.toml"), *sets])
+    assert result.exit_code == 0, result.output
+    assert "check passed" in result.output and "RTagger: K = 3 groups" in result.output
+    assert "get no gradient" not in result.output
+
+
+def test_rladder_check_moving_mnist():
+    result = CliRunner().invoke(cli, ["check", str(ROOT / "configs/grouping/rtagger_moving_mnist.toml"),
+                                      "--set", "data.frames=3"])
+    assert result.exit_code == 0, result.output
+    assert "task predict: MixturePredict" in result.output and "check passed" in result.output
