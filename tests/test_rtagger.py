@@ -228,3 +228,34 @@ def test_rladder_check_moving_mnist():
                                       "--set", "data.frames=3"])
     assert result.exit_code == 0, result.output
     assert "task predict: MixturePredict" in result.output and "check passed" in result.output
+
+
+def test_initial_masks_sum_to_one_and_smooth_ones_are_blobs():
+    x = torch.zeros(4, 1, 12, 12)
+    tagger = small_model().eval()
+    smooth = build_model({**SMALL, "mask_init_smooth": 3, "mask_init_std": 2.0}, IMAGE).eval()
+    for model in (tagger, smooth):
+        m = model.init_state(4, x).m
+        assert m.shape == (4, 3, 1, 12, 12) and torch.allclose(m.sum(1), torch.ones(4, 1, 12, 12))
+
+    def neighbour_corr(m):
+        a, b = m[..., :, :-1].flatten(), m[..., :, 1:].flatten()
+        return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+    assert neighbour_corr(tagger.init_state(4, x).m) < 0.2 < 0.8 < neighbour_corr(smooth.init_state(4, x).m)
+
+
+def test_pictures_like_figs_6_and_7():
+    model = small_model().eval()
+    batch = {"x": torch.rand(2, 1, 12, 12), "masks": torch.rand(2, 2, 12, 12)}
+    with torch.no_grad():
+        outputs, _ = model(batch["x"], steps=3)
+    task = GT.MixtureCost(GT.MixtureOptions(), IMAGE, "denoise")
+    fig = task.figures(batch, outputs, task.predictions(outputs))["grouping"]
+    assert len(fig.axes) == 2 * 3 * (3 + 3)                   # a row per sample and iteration: input, truth, z_k, pi
+    video = DataSpec("video", (1, 12, 12), 6, {"x": "", "x_next": ""})
+    vmodel = small_model(video)
+    task = GT.MixturePredict(GT.MixtureOptions(), video, "predict")
+    task.bind(vmodel)
+    fig = task.figures({"x": torch.rand(2, 6, 1, 12, 12), "x_next": torch.rand(2, 6, 1, 12, 12)}, {}, {})["grouping_video"]
+    assert len(fig.axes) == 2 * 2 * 7                         # frames 0..6 and their predictions, two samples
+    assert vmodel.training                                     # drawing leaves the model's mode as it was
