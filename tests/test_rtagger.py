@@ -16,7 +16,7 @@ from rladder.core import DataSpec, build_model
 from rladder.core.cli import cli
 from rladder.plugins import grouping_tasks as GT
 from rladder.plugins.rtagger import TaggerState, exp_inv_sinh, tagger_inputs
-from rladder.registry import ContractError, get_registry
+from rladder.registry import ContractError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"name": "rtagger", "groups": 3, "hidden": 4, "ladder": {"name": "grouping_ladder", "channels": [4, 6], "top": 8}}
@@ -241,7 +241,7 @@ def test_initial_masks_sum_to_one_and_smooth_ones_are_blobs():
     def neighbour_corr(m):
         a, b = m[..., :, :-1].flatten(), m[..., :, 1:].flatten()
         return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
-    assert neighbour_corr(tagger.init_state(4, x).m) < 0.2 < 0.8 < neighbour_corr(smooth.init_state(4, x).m)
+    assert neighbour_corr(tagger.init_state(4, x).m) < 0.2 and neighbour_corr(smooth.init_state(4, x).m) > 0.8
 
 
 def test_pictures_like_figs_6_and_7():
