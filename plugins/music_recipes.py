@@ -9,8 +9,9 @@ the data only). The other columns need the BL2012 pickles: with ``RLADDER_BL2012
 holding them, every row is also trained on each data set found there.
 
 Budgets: ``smoke`` (CI: a few pieces, a few steps), ``cpu`` (2 cores, one seed in under 30
-minutes), ``gpu`` (wider, longer, transposition augmentation) and ``paper`` (the widths of the
-example config configs/shapes/music_rladder.toml, for a GPU; the paper used 10 seeds).
+minutes; docs/table3.md), ``gpu`` (the widths of configs/shapes/music_rladder.toml, longer,
+transposition augmentation) and ``paper`` (twice as wide, for a GPU; the paper used 10 seeds).
+The LSTM has about as many parameters as the RLadder of each budget.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ SMOKE_TRAIN = {"steps": 4, "batch_size": 4, "log_every": 2, "eval_every": 4, "ch
 BUDGETS = {
     "smoke": {"data": {"max_pieces": 4, "max_steps": 24}, "loader": {"chunk": 8},
               "model": {"channels": [2, 2, 2, 2], "top": 8}, "train": SMOKE_TRAIN},
-    "cpu": {"loader": {"chunk": 48}, "model": {"channels": [8, 16, 16, 16], "top": 64},
-            "train": {"steps": 240, "batch_size": 48, "lr": 3e-3, "warmup_steps": 20, "log_every": 20,
-                      "eval_every": 80, "checkpoint_every": 80, "threads": 2}},
+    "cpu": {"loader": {"chunk": 32}, "model": {"channels": [8, 16, 16, 16], "top": 128},
+            "train": {"steps": 200, "batch_size": 64, "lr": 6e-3, "warmup_steps": 20, "log_every": 20,
+                      "eval_every": 50, "checkpoint_every": 50}},
     "gpu": {"data": {"transpose": 6}, "loader": {"chunk": 64}, "model": {"channels": [16, 32, 48, 64], "top": 256},
             "train": {"steps": 6000, "batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "log_every": 100,
                       "eval_every": 500, "checkpoint_every": 500}},
@@ -67,9 +68,9 @@ BUDGETS = {
                         "eval_every": 1000, "checkpoint_every": 1000}},
 }
 
-# the LSTM's units per budget: about as many parameters as the RLadder of that budget (cpu: 123k vs 156k,
+# the LSTM's units per budget: about as many parameters as the RLadder of that budget (cpu: 301k vs 312k,
 # gpu: 1.9M vs 2.1M, paper: 7.1M vs 8.5M)
-LSTM_UNITS = {b: {"model": {"top": units}} for b, units in (("smoke", 8), ("cpu", 128), ("gpu", 640), ("paper", 1280))}
+LSTM_UNITS = {b: {"model": {"top": units}} for b, units in (("smoke", 8), ("cpu", 224), ("gpu", 640), ("paper", 1280))}
 
 
 def bl2012_found() -> dict[str, Path]:
