@@ -69,7 +69,8 @@ def _budgets(kind: str, labels: bool) -> dict:
         ladder = {"channels": s["channels"], "top": s["top"]}
         if kind == "video":
             overlay = {"data": dict(s["video"]), "model": {"hidden": s["hidden"], "ladder": ladder, **s["init"]},
-                       "train": _train(s["video_steps"], s["video_batch"], s["lr"], "ami/ami", "max")}
+                       "train": _train(s["video_steps"], s["video_batch"], s["lr"],
+                                      "predict/prediction_error", "min")}
         else:
             overlay = {"data": {"train": train_n, "val": val_n, "test": test_n},
                        "train": _train(s["steps"], s["batch"], s["lr"], "classify/error", "min")}
