@@ -456,20 +456,24 @@ def viz_cmd(run_dir, split, samples, which) -> None:
 
 @cli.command("reproduce")
 @click.argument("name")
-@click.option("--budget", default="smoke", show_default=True, help="smoke (CI), cpu (2 cores) or paper (GPU).")
+@click.option("--budget", default="smoke", show_default=True,
+              help="smoke (CI), cpu (2 cores), gpu (one GPU, minutes) or paper (the paper's scale); see the recipe.")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds per row.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/reproduce-NAME-BUDGET).")
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1),
               help="Train this many runs at once, each in its own process (CPU cores are split between them; "
                    "on a GPU they share it). A failed run is reported in the table; the others go on.")
-def reproduce_cmd(name, budget, seeds, out, parallel) -> None:
+@click.option("--rows", default="", help="Train only these rows (comma-separated keys, see results.json); finished "
+                                         "runs of the other rows in --out are read back into the table.")
+def reproduce_cmd(name, budget, seeds, out, parallel, rows) -> None:
     """Train every row of a paper table (recipes: `rladder list recipe`) and write results.md."""
     from pathlib import Path
 
     from rladder.core.reproduce import reproduce
 
     path = reproduce(name, budget, seeds, Path(out or f"runs/reproduce-{name}-{budget}"),
-                     log=lambda m: click.echo(m, err=True), parallel=parallel)
+                     log=lambda m: click.echo(m, err=True), parallel=parallel,
+                     rows=[r.strip() for r in rows.split(",") if r.strip()])
     click.echo(f"table written to {path}")
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +82,13 @@ class Recipe:
         return merge(raw, {"seed": seed})
 
 
-def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel: int = 1) -> Path:
+def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel: int = 1,
+              rows: Sequence[str] = ()) -> Path:
     """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
+
+    Runs go seed by seed (every row's seed 0 first), so the first complete table comes early.
+    ``rows`` (row keys) trains only those rows; the other rows' finished runs in ``out`` are read
+    back into the table, so more seeds can be added to the rows that matter.
 
     ``parallel`` > 1 runs that many trainings at once, each a separate `rladder train` process with
     its own run folder and log (``OUT/<row>/seed<k>.log``), on the CPU cores (``cores // parallel``
@@ -95,8 +100,15 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     recipe: Recipe = comp.factory(options)
     if budget not in recipe.budgets:
         raise ConfigError(f"unknown budget {budget!r}; recipe {name!r} has {', '.join(recipe.budgets)}")
+    keys = [row.key for row in recipe.rows]
+    unknown = sorted(set(rows) - set(keys))
+    if unknown:
+        raise ConfigError(f"recipe {name!r} has no row {', '.join(map(repr, unknown))}; its rows are {', '.join(keys)}")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(row, seed) for row in recipe.rows for seed in range(seeds)]
+    chosen = [row for row in recipe.rows if not rows or row.key in rows]
+    jobs = [(row, seed) for seed in range(seeds) for row in chosen]
+    jobs += [(row, seed) for seed in range(seeds) for row in recipe.rows if row not in chosen
+             and (out / row.key / f"seed{seed}" / "eval-test.json").is_file()]
     results: dict[str, list[dict[str, float]]] = {row.key: [] for row in recipe.rows}
     failed: dict[str, list[str]] = {row.key: [] for row in recipe.rows}
     walls: dict[str, float] = {row.key: 0.0 for row in recipe.rows}
@@ -119,9 +131,11 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
         row, seed = job
         run_dir = out / row.key / f"seed{seed}"
         done = run_dir / "eval-test.json"
-        if done.is_file():
+        wall_file = run_dir / "reproduce-wall.json"
+        if done.is_file():  # finished earlier (or a row not chosen with ``rows``): read back
             log(f"[{row.label} seed {seed}] already done")
-            finish(row, seed, json.loads(done.read_text())["metrics"], 0.0)
+            wall = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
+            finish(row, seed, json.loads(done.read_text())["metrics"], wall)
             return
         raw = recipe.config(row, budget, seed)
         if threads:
@@ -135,6 +149,7 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
             else:
                 _train_here(config, run_dir)
             metrics = json.loads(done.read_text())["metrics"]
+            write_text(wall_file, json.dumps({"seconds": time.perf_counter() - t0}) + "\n")
         except Exception as exc:  # noqa: BLE001 - one failed row must not stop the table
             finish(row, seed, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
             return
@@ -193,13 +208,13 @@ def write_table(recipe: Recipe, name: str, budget: str, seeds: int, out: Path, r
     return table
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], seeds: int = 0) -> str:
+    """'mean ± std' over the finite values; '(n seeds)' when fewer than ``seeds`` of them."""
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    text = f"{values[0]:.2f}" if len(values) == 1 else f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    return text + (f" ({len(values)} seed{'s' * (len(values) > 1)})" if len(values) < seeds else "")
 
 
 def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[str, float], total: float,
@@ -223,7 +238,7 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[st
         runs = []
         for col in recipe.columns:
             cell = cells_by_col.get(col)
-            ours = mean_std([r.get(cell.metric) for r in results.get(cell.run, [])]) if cell else "–"
+            ours = mean_std([r.get(cell.metric) for r in results.get(cell.run, [])], seeds) if cell else "–"
             lost = len(failed.get(cell.run, [])) if cell else 0
             if lost:
                 ours = "failed" if ours == "–" else f"{ours} ({lost} seed(s) failed)"

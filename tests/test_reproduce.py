@@ -30,6 +30,15 @@ def test_table1_smoke(tmp_path):
     again = CliRunner().invoke(cli, ["reproduce", "table1", "--budget", "smoke", "--out", str(out)])
     assert again.exit_code == 0 and again.stderr.count("already done") == 7
     assert (out / "results.md").read_text().split("total wall time")[0] == table.split("total wall time")[0]
+    # more seeds for chosen rows only: the others are read back and marked with their seed count
+    more = CliRunner().invoke(cli, ["reproduce", "table1", "--budget", "smoke", "--seeds", "2", "--rows", "rladder",
+                                    "--out", str(out)])
+    assert more.exit_code == 0 and more.stderr.count("training") == 1, more.output
+    table = (out / "results.md").read_text()
+    assert "| RLadder | " in table and "(1 seed) | 0.71 ± 0.03 |" in table and " min |" in table
+    assert len(json.loads((out / "results.json").read_text())["rows"]["rladder"]) == 2
+    wrong = CliRunner().invoke(cli, ["reproduce", "table1", "--rows", "rladder,nope", "--out", str(out)])
+    assert wrong.exit_code == 2 and "no row 'nope'" in wrong.output and "hierarchical_rnn" in wrong.output
 
 
 def test_unknown_budget_is_a_config_error(tmp_path):
