@@ -43,6 +43,10 @@ class CombinatorOptions:
 @attrs.frozen
 class VanillaOptions(CombinatorOptions):
     stable_v: bool = option(False, help="Pass v through a sigmoid (Tagger's gauss_stable_v).")
+    init: Literal["ladder", "balanced"] = option(
+        "ladder", help="ladder: a2 = a7 = 1, others 0 (d = 0 at first, and no gradient reaches the levels above "
+                       "until the combinator has learned to use u); balanced: also a4 = 1 and a10 = 0.5, so "
+                       "d = (e + u) / 2 at first and both paths carry gradient from the start.")
 
 
 @attrs.frozen
@@ -85,6 +89,8 @@ class VanillaCombinator(_Combinator):
         super().__init__(options, lateral_shape, top_down_shape)
         init = torch.zeros(10, self.lateral_shape[0])
         init[1] = init[6] = 1.0          # a2 = a7 = 1, all other a's = 0 (spec section 7.2)
+        if options.init == "balanced":
+            init[3], init[9] = 1.0, 0.5  # mu = u, v = 1/2: d = (e + u) / 2
         self.a = nn.Parameter(init)
         self.stable_v = options.stable_v
 

@@ -44,7 +44,10 @@ class OMMOptions:
     decoder_cell: str = option("vanilla", help="Decoder cell of every level.")
     decoder_options: dict[str, Any] = option(factory=dict, help="Options of every level's decoder cell, e.g. "
                                                                 "{top_input = \"zero\"} (see `rladder describe decoder_cell`).")
-    links: FeedbackSpec = option(factory=FeedbackSpec, help="How d_l(t-1) enters encoder l (RLadder only).")
+    links: FeedbackSpec = option(factory=lambda: FeedbackSpec(gate="channel"),
+                                 help="How d_l(t-1) enters encoder l (RLadder only). Default: a learned gate per "
+                                      "channel starting at 0, so the RLadder starts as its no-feedback ablation "
+                                      "(docs/results.md, 'Why the links hurt').")
     norm: str = option("group", help="Normalisation of every conv level: group, layer, batch or none.")
     top_reduce: str = option("max", help="How the top level pools the last conv map: max, avg or flatten.")
     recon_head: bool = option(False, help="Add head 'recon' (the bottom decoder read out as the current input), "
