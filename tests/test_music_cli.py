@@ -86,3 +86,15 @@ def test_reproduce_table3_smoke(tmp_path):
     assert set(rows) == {"rladder", "rladder_no_decoder", "rladder_no_feedback", "lstm", "baselines"}
     assert rows["baselines"][0]["predict/uniform_nll"] == pytest.approx(60.997, abs=1e-3)
     assert 0 < rows["baselines"][0]["predict/prior_nll"] < 30 and rows["rladder"][0]["predict/nll"] > 0
+
+
+def test_data_errors_are_one_paragraph_with_the_documented_exit_codes(tmp_path, monkeypatch):
+    monkeypatch.delenv("RLADDER_BL2012", raising=False)
+    missing = CliRunner().invoke(cli, ["check", CONFIG, "--set", "data.name=bl2012"])
+    assert missing.exit_code == 2 and "RLADDER_BL2012" in missing.output and "Traceback" not in missing.output
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "a.mid").write_bytes(b"RIFF....WAVEfmt ")
+    bad = CliRunner().invoke(cli, ["check", CONFIG, "--set", "data.name=midi_folder", "--set", f"data.path='{tmp_path}'"])
+    assert bad.exit_code == 1 and "a.mid is not a MIDI file" in bad.output and "skip_bad" in bad.output
+    assert len([ln for ln in bad.output.splitlines() if ln.strip()]) == 1
