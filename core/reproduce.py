@@ -155,6 +155,12 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
             return
         finish(row, seed, metrics, time.perf_counter() - t0)
 
+    stale = [problem for row, seed in jobs if (problem := _stale(recipe.config(row, budget, seed), reg,
+                                                                   out / row.key / f"seed{seed}"))]
+    if stale:
+        raise ConfigError(f"{out} holds runs made with another configuration (another budget, or the recipe "
+                          f"changed): {'; '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}. Give another "
+                          "--out, or delete those run folders to train them again")
     if parallel > 1:
         with ThreadPoolExecutor(parallel) as pool:
             list(pool.map(one, jobs))
@@ -164,6 +170,33 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     table = write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started, 0)
     log(table)
     return out / "results.md"
+
+
+def _stale(raw: Mapping[str, Any], reg, run_dir: Path) -> str:
+    """'' if ``run_dir`` holds no run or one made from ``raw``; else what differs (threads aside)."""
+    import tomllib
+
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        return ""
+    from .config import to_toml
+
+    def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, Mapping):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    want = flat(tomllib.loads(to_toml(resolve(raw, reg))))
+    have = flat(tomllib.loads(path.read_text()))
+    diff = [k for k in sorted(set(want) | set(have)) if k != "train.threads" and want.get(k) != have.get(k)]
+    if not diff:
+        return ""
+    k = diff[0]
+    return f"{run_dir.parent.name} seed {run_dir.name[4:]}: {k} = {have.get(k, '(unset)')!r}, now {want.get(k, '(unset)')!r}"
 
 
 def _train_here(config, run_dir: Path) -> None:

@@ -37,6 +37,13 @@ def test_table1_smoke(tmp_path):
     table = (out / "results.md").read_text()
     assert "| RLadder | " in table and "(1 seed) | 0.71 ± 0.03 |" in table and " min |" in table
     assert len(json.loads((out / "results.json").read_text())["rows"]["rladder"]) == 2
+    # runs of another budget (or an edited recipe) in the folder are not mixed into the table
+    import tomllib
+    cfg = out / "static" / "seed0" / "config.toml"
+    cfg.write_text(cfg.read_text().replace(f"steps = {tomllib.loads(cfg.read_text())['train']['steps']}\n",
+                                           "steps = 7\n", 1))
+    stale = CliRunner().invoke(cli, ["reproduce", "table1", "--budget", "smoke", "--out", str(out)])
+    assert stale.exit_code == 2 and "static seed 0: train.steps = 7, now 16" in stale.output, stale.output
     wrong = CliRunner().invoke(cli, ["reproduce", "table1", "--rows", "rladder,nope", "--out", str(out)])
     assert wrong.exit_code == 2 and "no row 'nope'" in wrong.output and "hierarchical_rnn" in wrong.output
 
