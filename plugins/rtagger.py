@@ -9,8 +9,9 @@ is carried from step to step. With a stateless ladder without decoder-to-encoder
 (``grouping_ladder`` with ``recurrent = false, feedback = false``) it is the original Tagger.
 
 One step, with x~ (B, C, *S) the input (noisy in training), z (B, K, C, *S) and m (B, K, 1, *S)
-the previous estimates (z = z_init and m = softmax_k(N(0, s_m^2)), s_m = ``mask_init_std``, before the first step; in
-evaluation the initial masks come from a generator seeded with ``init_seed``), v the variance:
+the previous estimates (z = z_init and m = softmax_k(N(0, s_m^2)), s_m = ``mask_init_std``, before the first step,
+z_init plus a random constant per group and sample with ``z_init_spread``; in evaluation the initial masks and
+offsets come from a generator seeded with ``init_seed``), v the variance:
 
     dz = m (x~ - z)
     l_k = sum_c 1/2 log(s^2 + v^2) + (z_k - x~)^2 / (2 (s^2 + v^2)),  L(m) = softmax_k(-l)   (s = noise_std)
@@ -20,7 +21,7 @@ evaluation the initial masks come from a generator seeded with ``init_seed``), v
     a_k = c2 Norm(W_m d_0),  pi = softmax_k(a)         # c2 a scalar, 1 at first
     class logits of group k = Linear(pool(e_top)): classes + 1, the last one "none"
 
-v = exp(asinh(w)) (Tagger's ``exp_inv_sinh``, positive), w learned from 1. ``norm = "batch"``
+v = exp(asinh(w)) (Tagger's ``exp_inv_sinh``, positive), w learned from 1 (v = 1 + sqrt 2; ``variance_init``). ``norm = "batch"``
 normalises with the current batch's statistics over (B*K, *S), in training and evaluation alike,
 as Tagger does; ``"none"`` leaves it out (a bias instead).
 
@@ -40,6 +41,7 @@ feedback = false``) and, without decoder and with ``class_head``, the ConvNet ba
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any, Literal
 
@@ -114,6 +116,12 @@ class RTaggerOptions:
                          validator=positive)
     noise_std: float = option(0.2, help="The input noise's std in L(m) (set it to train.input_noise).")
     z_init: float = option(0.5, help="The reconstructions before the first step.")
+    z_init_spread: float = option(0.0, help="0: z = z_init everywhere (Tagger). s > 0: each group of each sample starts "
+                                            "from its own constant z_init + s U(-1/2, 1/2), so L(m) already tells "
+                                            "the groups apart by content at the first step (docs/table4.md, Mechanics).")
+    variance_init: float = option(1 + 2 ** 0.5, help="The learned variance v at the start (Tagger: exp(asinh(1)) = "
+                                                     "1 + sqrt 2, which makes L(m) nearly uniform while v is large).",
+                                  validator=positive)
     norm: Literal["batch", "none"] = option("batch", help="Normalisation of the input projection and the two "
                                                           "output projections (batch: Tagger's).")
     decoder_output: str = option("decoder.0", help="Inner output the reconstructions and masks are read from.")
@@ -143,6 +151,10 @@ class RTagger(Model):
                               {"x": f"(B*K,{o.hidden},...) projected Tagger inputs"},
                               num_classes=spec.num_classes + 1 if spec.num_classes else 0, static=spec.static)
         self.inner = build_model(o.ladder, inner_spec)
+        for mod in self.inner.modules():           # Tagger's BN: the current batch's statistics, always
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.track_running_stats, mod.running_mean, mod.running_var = False, None, None
+                mod.num_batches_tracked = None
         self.dec_name = self.inner.canonical(o.decoder_output)
         self.top_name = self.inner.canonical(o.class_source)
         self.reads = {self.dec_name} | ({self.top_name} if self.classes else set())
@@ -160,7 +172,7 @@ class RTagger(Model):
         self.to_mask = L.conv(rank, dec_shape[0], 1, 1, bias=not batch)
         self.mask_norm = BatchStats(1, affine=False) if batch else nn.Identity()
         self.mask_scale = nn.Parameter(torch.tensor(float(o.mask_scale_init)))
-        self.variance_w = nn.Parameter(torch.ones(()))
+        self.variance_w = nn.Parameter(torch.tensor(math.sinh(math.log(o.variance_init))))   # exp(asinh(w)) = v
         self.classify = Head("classifier", o.class_source, shapes[self.top_name], spec.num_classes + 1) \
             if self.classes else None
         self.shapes = shapes
@@ -189,11 +201,11 @@ class RTagger(Model):
         o = self.options
         shape = (batch, o.groups, 1, *self.input_shape[1:])
         z = like.new_full((batch, o.groups, *self.input_shape), o.z_init)
-        if self.training:
-            noise = torch.randn(shape, device=like.device, dtype=z.dtype)
-        else:
-            gen = torch.Generator(device=like.device).manual_seed(o.init_seed)
-            noise = torch.randn(shape, device=like.device, dtype=z.dtype, generator=gen)
+        gen = None if self.training else torch.Generator(device=like.device).manual_seed(o.init_seed)
+        noise = torch.randn(shape, device=like.device, dtype=z.dtype, generator=gen)
+        if o.z_init_spread:
+            offset = torch.rand((batch, o.groups), device=like.device, dtype=z.dtype, generator=gen) - 0.5
+            z = z + o.z_init_spread * offset.view(batch, o.groups, *([1] * len(self.input_shape)))
         if o.mask_init_smooth:
             noise = _smooth(noise.flatten(0, 1), o.mask_init_smooth).view(shape)
             noise = noise / noise.flatten(2).std(2).clamp(min=1e-6).view(*shape[:2], *([1] * (len(shape) - 2)))
@@ -269,9 +281,10 @@ def grouping_ladder(o: GroupingLadderOptions, spec: DataSpec) -> LadderSpec:
         levels.append({"name": "conv", "channels": c, "stride": 1 if i == 0 else 2, "norm": o.norm})
         if o.recurrent and i > 0:
             levels.append({"name": "conv_lstm", "channels": c, "norm": o.norm})
-    levels.append({"name": "lstm" if o.recurrent else "linear", "units": o.top, "reduce": o.top_reduce})
+    levels.append({"name": "lstm" if o.recurrent else "linear", "units": o.top, "reduce": o.top_reduce, "norm": o.norm})
+    decoder = {"norm": o.norm, **o.decoder_cell}
     heads = [{"name": "class", "source": "encoder.-1", "kind": "classifier", "out": "classes"}] if o.class_head else []
-    return structure(LadderSpec, {"levels": [{"encoder": e, "decoder": dict(o.decoder_cell) if o.decoder else None}
+    return structure(LadderSpec, {"levels": [{"encoder": e, "decoder": dict(decoder) if o.decoder else None}
                                              for e in levels],
                                   "heads": heads, "decoder": o.decoder, "feedback": o.decoder and o.feedback})
 

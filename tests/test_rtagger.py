@@ -259,3 +259,60 @@ def test_pictures_like_figs_6_and_7():
     fig = task.figures({"x": torch.rand(2, 6, 1, 12, 12), "x_next": torch.rand(2, 6, 1, 12, 12)}, {}, {})["grouping_video"]
     assert len(fig.axes) == 2 * 2 * 7                         # frames 0..6 and their predictions, two samples
     assert vmodel.training                                     # drawing leaves the model's mode as it was
+
+
+# --------------------------------------------------------------------------- mechanics (docs/table4.md, Mechanics)
+def _flat_squares(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 1, 12, 12) images: a square of intensity 0.8 at a random place on 0.2, and masks (n, 2, 12, 12)."""
+    gen = torch.Generator().manual_seed(seed)
+    fg = torch.zeros(n, 1, 12, 12)
+    for i, (r, c, s) in enumerate(torch.randint(0, 5, (n, 3), generator=gen).tolist()):
+        fg[i, 0, r:r + 4 + s, c:c + 4 + s] = 1
+    return 0.2 + 0.6 * fg, torch.cat([1 - fg, fg], 1)
+
+
+def test_groups_differ_at_the_first_step_and_the_cost_reaches_the_mask_logits():
+    model = small_model().train()
+    x, _ = _flat_squares(4)
+    out, _ = model(x + 0.2 * torch.randn_like(x), steps=2)
+    a, z = out["heads.mask_logits"], out["heads.recon"]
+    spread = (a[:, 0] - a[:, 0].mean(1, keepdim=True)).pow(2).mean().sqrt() / a[:, 0].pow(2).mean().sqrt()
+    assert spread > 0.1                                     # the K copies are not copies of each other
+    v = out["heads.variance"].view(*z.shape[:2], 1, 1, 1, 1)
+    GT.mixture_nll(x[:, None, None], z, a, v).mean().backward()
+    assert model.to_mask.weight.grad.abs().sum() > 0 and model.mask_scale.grad.abs() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.project.parameters())
+
+
+def test_batch_norm_in_the_inner_ladder_uses_the_batch_statistics_everywhere():
+    model = small_model(norm="batch")
+    bns = [m for m in model.inner.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    decoders = [level.decoder for level in model.inner.levels]
+    assert all(isinstance(d.norm, torch.nn.modules.batchnorm._BatchNorm) for d in decoders)   # norm reaches them
+    assert len(bns) > len(decoders) and not any(m.track_running_stats or m.running_mean is not None for m in bns)
+    x, _ = _flat_squares(4)
+    state = model.init_state(4, x)
+    with torch.no_grad():
+        train, _ = model.train()(x, state, steps=2)
+        evaluated, _ = model.eval()(x, state, steps=2)
+    assert torch.allclose(train["heads.mask_logits"], evaluated["heads.mask_logits"], atol=1e-6)
+
+
+def test_initial_variance_and_distinct_initial_reconstructions_make_L_m_see_the_content():
+    x, masks = _flat_squares(64)
+    tagger = small_model().eval()
+    assert float(tagger.variance().detach()) == pytest.approx(1 + math.sqrt(2))   # Tagger's exp(asinh(1))
+    state = tagger.init_state(64, x)
+    lm = tagger_inputs(x, state.z, state.m, 0.2, tagger.variance())[:, :, -1]
+    assert torch.allclose(lm, torch.full_like(lm, 1 / 3))                   # equal z: L(m) says nothing
+    torch.manual_seed(0)
+    spread = build_model({**SMALL, "groups": 2, "z_init_spread": 1.0, "variance_init": 0.05}, IMAGE).eval()
+    assert float(spread.variance().detach()) == pytest.approx(0.05)
+    state = spread.init_state(64, x)
+    z0 = state.z[:, :, 0, 0, 0]
+    assert (state.z == z0[:, :, None, None, None]).all() and ((z0 - 0.5).abs() <= 0.5).all()
+    assert torch.equal(spread.init_state(64, x).z, state.z)                # evaluation: seeded, repeatable
+    lm = tagger_inputs(x, state.z, state.m, 0.2, spread.variance())[:, :, -1:]
+    scores, _ = GT.ami_scores(masks, torch.log(lm))
+    split = (z0.mean(1) - 0.5).abs() < 0.29         # the midpoint of z_1 and z_2 between the intensities 0.2 and 0.8
+    assert split.sum() > 10 and np.allclose(scores[split.numpy()], 1.0)
