@@ -123,10 +123,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def toml_text(path: Path, what: str) -> str:
-    """The text of a TOML file, which must be UTF-8 (a ConfigError names ``what`` otherwise)."""
+    """The text of a TOML file, which must be UTF-8 (a ConfigError names ``what`` otherwise); a leading
+    byte-order mark, which some editors write, is dropped."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise ConfigError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line} cannot be "

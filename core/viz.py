@@ -131,11 +131,17 @@ def diagnostics(run_dir: Path) -> Path | None:
             style = "--" if part.startswith("decoder.") else ":" if part.startswith("feedback.") else "-"
             color = plt.cm.viridis(_level(part) / max(1, _top_level(keys))) if _level(part) >= 0 else "tab:gray"
             ax.plot(steps, [r.get(key, float("nan")) for r in train], style, color=color, lw=1, label=part)
-        ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
-        ax.legend(fontsize=6, ncol=2, loc="best")
-    fig.suptitle(f"training instruments of {run_dir.name} (level colour: dark = bottom, yellow = top)", fontsize=9)
+        if keys:
+            ax.set_yscale("log")
+            ax.legend(fontsize=6, ncol=2, loc="best")
+        else:   # a model without ladder levels (a plugin's plain module) logs no per-level outputs
+            ax.text(0.5, 0.5, "not logged: the model has no\nencoder / decoder levels", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9, color="0.4")
+    levels = any(_level(k.split("/", 1)[1]) >= 0 for r in train for k in r if k.startswith(("grad_norm/", "rms/")))
+    fig.suptitle(f"training instruments of {run_dir.name}"
+                 + (" (level colour: dark = bottom, yellow = top)" if levels else ""), fontsize=9)
     fig.tight_layout()
     out = run_dir / "diagnostics.png"
     fig.savefig(out, dpi=100)

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from rladder.core.config import apply_set, load_config, load_raw, resolve, to_dict, to_toml
+from rladder.core.config import apply_set, load_config, load_raw, read_toml, resolve, to_dict, to_toml
 from rladder.registry import ConfigError, OptionError, UnknownComponentError
 
 BASE = """
@@ -121,3 +121,9 @@ def test_a_config_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_path):
     (run / "config.toml").write_bytes(latin1.read_bytes())
     with pytest.raises(ConfigError, match=f"the run's config {run / 'config.toml'} is not UTF-8 text"):
         run_config(run)
+
+
+def test_a_utf8_config_with_a_byte_order_mark_reads_like_one_without(tmp_path):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes("\ufeff[train]\nlr = 0.25\n".encode("utf-8"))
+    assert read_toml(bom) == {"train": {"lr": 0.25}}

@@ -285,3 +285,19 @@ heads = [{ name = "frame", source = "decoder.0", out = "input" },
     worst = max(abs(a - b) for a, b in zip(losses["eager"], losses["compiled"]))
     print(f"compiled vs eager, first {len(losses['eager'])} losses: worst difference {worst:.2e}")
     assert worst <= 1e-5, f"compiled and eager losses differ by {worst:.2e}: {losses}"
+
+
+def test_diagnostics_of_a_model_without_ladder_levels_draws_without_warnings(tmp_path):
+    """A plugin's plain module logs gradient norms but no per-level RMS: the panel says so, no empty legend."""
+    import json
+    import warnings
+
+    from rladder.core.viz import diagnostics
+
+    rows = [{"step": s, "split": "train", "grad_norm": 2.0, "grad_norm_max": 3.0, "clipped": 0.5,
+             "grad_norm/other": 2.0} for s in (10, 20)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = diagnostics(tmp_path)
+    assert out is not None and out.stat().st_size > 1000
