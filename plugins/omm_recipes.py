@@ -34,8 +34,8 @@ BUDGETS = {
     # 2 cores: `rladder reproduce table1 --budget cpu --parallel 2` (two rows at a time, one thread each;
     # the whole table in about 45 minutes)
     "cpu": {"data": {"train": 20000, "val": 1000, "test": 5000}, "model": {"channels": [8, 16, 32], "top": 64},
-            "train": {"steps": 1000, "batch_size": 32, "lr": 1e-3, "log_every": 100, "eval_every": 250,
-                      "checkpoint_every": 250, "threads": 2}},
+            "train": {"steps": 1500, "batch_size": 32, "lr": 1e-3, "log_every": 100, "eval_every": 375,
+                      "checkpoint_every": 375, "threads": 2}},
     # one GPU, paper widths: `rladder reproduce table1 --budget gpu --parallel 4`; every row stops at its
     # deadline (the schedule decays over the time it has), so the table takes about 20 minutes
     "gpu": {"data": {"train": 50000, "val": 2000, "test": 10000}, "model": {"channels": [32, 64, 128], "top": 128},
