@@ -114,3 +114,18 @@ def test_rows_side_by_side_a_failing_row_is_reported_and_the_others_finish(tmp_p
     assert "NaN or inf" in (out / "broken" / "seed0.log").read_text()
     data = json.loads((out / "results.json").read_text())
     assert len(data["rows"]["good"]) == len(data["rows"]["good2"]) == 1 and data["failed"]["broken"]
+
+
+def test_the_readme_main_job_is_the_rladder_row_of_the_cpu_table():
+    """README quotes the seed spread of Table 1's `cpu` RLadder row for configs/omm/rladder_quick.toml."""
+    from pathlib import Path
+
+    from rladder.core.config import load_config, resolve, to_dict
+
+    reg = get_registry()
+    recipe = reg.build("recipe", "table1")
+    row = next(r for r in recipe.rows if r.key == "rladder")
+    table = to_dict(resolve(recipe.config(row, "cpu", 0), reg))
+    quick = to_dict(load_config([Path(__file__).parents[1] / "configs" / "omm" / "rladder_quick.toml"]))
+    table["train"].pop("threads"), quick["train"].pop("threads")
+    assert quick == table
