@@ -47,7 +47,7 @@ class OMMOptions:
     links: FeedbackSpec = option(factory=lambda: FeedbackSpec(gate="channel"),
                                  help="How d_l(t-1) enters encoder l (RLadder only). Default: a learned gate per "
                                       "channel starting at 0, so the RLadder starts as its no-feedback ablation "
-                                      "(docs/results.md, 'Why the links hurt').")
+                                      "(docs/results.md, 'Why the RLadder lost to its ablation').")
     norm: str = option("group", help="Normalisation of every conv level: group, layer, batch or none.")
     top_reduce: str = option("max", help="How the top level pools the last conv map: max, avg or flatten.")
     recon_head: bool = option(False, help="Add head 'recon' (the bottom decoder read out as the current input), "
