@@ -106,9 +106,9 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
         raise ConfigError(f"recipe {name!r} has no row {', '.join(map(repr, unknown))}; its rows are {', '.join(keys)}")
     out.mkdir(parents=True, exist_ok=True)
     chosen = [row for row in recipe.rows if not rows or row.key in rows]
-    jobs = [(row, seed) for seed in range(seeds) for row in chosen]
-    jobs += [(row, seed) for seed in range(seeds) for row in recipe.rows if row not in chosen
-             and (out / row.key / f"seed{seed}" / "eval-test.json").is_file()]
+    jobs = [(row, seed) for seed in range(seeds) for row in recipe.rows if row not in chosen
+            and (out / row.key / f"seed{seed}" / "eval-test.json").is_file()]       # read back first
+    jobs += [(row, seed) for seed in range(seeds) for row in chosen]
     results: dict[str, list[dict[str, float]]] = {row.key: [] for row in recipe.rows}
     failed: dict[str, list[str]] = {row.key: [] for row in recipe.rows}
     walls: dict[str, float] = {row.key: 0.0 for row in recipe.rows}
