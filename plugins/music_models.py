@@ -42,7 +42,9 @@ class MusicOptions:
     norm: str = option("group", help="Normalisation of every conv level: group, layer, batch or none.")
     decoder_cell: str = option("vanilla", help="Decoder cell of every level.")
     decoder_options: dict[str, Any] = option(factory=dict, help="Options of every level's decoder cell.")
-    links: FeedbackSpec = option(factory=FeedbackSpec, help="How d_l(t-1) enters encoder l (RLadder only).")
+    links: FeedbackSpec = option(factory=lambda: FeedbackSpec(gate="channel"),
+                                 help="How d_l(t-1) enters encoder l (RLadder only). Default: a learned gate per "
+                                      "channel from 0, as for the OMM RLadder (docs/table3.md, 'Gated links').")
     note_bias: float = option(-3.0, help="Initial bias of the 88 note logits: about the logit of the mean key "
                                          "frequency (4 voices of 88 keys: sigmoid(-3) = 0.047), so training starts "
                                          "near the trivial baseline instead of at 88 ln 2 nats.")
