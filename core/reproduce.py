@@ -26,7 +26,7 @@ import attrs
 
 from rladder.registry import ConfigError, get_registry
 
-from .config import merge, resolve
+from .config import merge, read_toml, resolve, to_toml
 from .files import write_text
 
 
@@ -179,7 +179,6 @@ def _stale(raw: Mapping[str, Any], reg, run_dir: Path) -> str:
     path = run_dir / "config.toml"
     if not path.is_file():
         return ""
-    from .config import to_toml
 
     def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -191,7 +190,7 @@ def _stale(raw: Mapping[str, Any], reg, run_dir: Path) -> str:
         return out
 
     want = flat(tomllib.loads(to_toml(resolve(raw, reg))))
-    have = flat(tomllib.loads(path.read_text()))
+    have = flat(read_toml(path))
     diff = [k for k in sorted(set(want) | set(have)) if k != "train.threads" and want.get(k) != have.get(k)]
     if not diff:
         return ""
@@ -212,8 +211,6 @@ def _train_here(config, run_dir: Path) -> None:
 
 def _train_in_process_of_its_own(config, run_dir: Path) -> None:
     """`rladder train` (or `resume`) in a child process; its output goes to ``<run_dir>.log``."""
-    from .config import to_toml
-
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
