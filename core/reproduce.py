@@ -86,7 +86,8 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
               rows: Sequence[str] = ()) -> Path:
     """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
 
-    Runs go seed by seed (every row's seed 0 first), so the first complete table comes early.
+    Runs go seed by seed (every row's seed 0 first), so the first complete table comes early; within
+    a seed the rows start from the last (the full model, the longest run) so parallel runs pack well.
     ``rows`` (row keys) trains only those rows; the other rows' finished runs in ``out`` are read
     back into the table, so more seeds can be added to the rows that matter.
 
@@ -108,7 +109,9 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     chosen = [row for row in recipe.rows if not rows or row.key in rows]
     jobs = [(row, seed) for seed in range(seeds) for row in recipe.rows if row not in chosen
             and (out / row.key / f"seed{seed}" / "eval-test.json").is_file()]       # read back first
-    jobs += [(row, seed) for seed in range(seeds) for row in chosen]
+    # within a seed, the last rows first: tables list the full model (the costliest run) last, and
+    # starting the long runs first lets the short baselines fill the gaps when runs go side by side
+    jobs += [(row, seed) for seed in range(seeds) for row in reversed(chosen)]
     results: dict[str, list[dict[str, float]]] = {row.key: [] for row in recipe.rows}
     failed: dict[str, list[str]] = {row.key: [] for row in recipe.rows}
     walls: dict[str, float] = {row.key: 0.0 for row in recipe.rows}
