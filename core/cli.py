@@ -465,7 +465,10 @@ def viz_cmd(run_dir, split, samples, which) -> None:
                    "on a GPU they share it). A failed run is reported in the table; the others go on.")
 @click.option("--rows", default="", help="Train only these rows (comma-separated keys, see results.json); finished "
                                          "runs of the other rows in --out are read back into the table.")
-def reproduce_cmd(name, budget, seeds, out, parallel, rows) -> None:
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value of every row after the budget, e.g. --set train.max_minutes=5 "
+                   "(repeatable; the table names the overrides).")
+def reproduce_cmd(name, budget, seeds, out, parallel, rows, sets) -> None:
     """Train every row of a paper table (recipes: `rladder list recipe`) and write results.md."""
     from pathlib import Path
 
@@ -473,7 +476,7 @@ def reproduce_cmd(name, budget, seeds, out, parallel, rows) -> None:
 
     path = reproduce(name, budget, seeds, Path(out or f"runs/reproduce-{name}-{budget}"),
                      log=lambda m: click.echo(m, err=True), parallel=parallel,
-                     rows=[r.strip() for r in rows.split(",") if r.strip()])
+                     rows=[r.strip() for r in rows.split(",") if r.strip()], sets=sets)
     click.echo(f"table written to {path}")
 
 

@@ -26,7 +26,7 @@ import attrs
 
 from rladder.registry import ConfigError, get_registry
 
-from .config import merge, read_toml, resolve, to_toml
+from .config import apply_set, merge, read_toml, resolve, to_toml
 from .files import write_text
 
 
@@ -83,13 +83,14 @@ class Recipe:
 
 
 def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel: int = 1,
-              rows: Sequence[str] = ()) -> Path:
+              rows: Sequence[str] = (), sets: Sequence[str] = ()) -> Path:
     """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
 
     Runs go seed by seed (every row's seed 0 first), so the first complete table comes early; within
     a seed the rows start from the last (the full model, the longest run) so parallel runs pack well.
     ``rows`` (row keys) trains only those rows; the other rows' finished runs in ``out`` are read
-    back into the table, so more seeds can be added to the rows that matter.
+    back into the table, so more seeds can be added to the rows that matter. ``sets`` are `--set`
+    overrides (``train.max_minutes=5``) applied to every row after the budget; the table names them.
 
     ``parallel`` > 1 runs that many trainings at once, each a separate `rladder train` process with
     its own run folder and log (``OUT/<row>/seed<k>.log``), on the CPU cores (``cores // parallel``
@@ -105,6 +106,14 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     unknown = sorted(set(rows) - set(keys))
     if unknown:
         raise ConfigError(f"recipe {name!r} has no row {', '.join(map(repr, unknown))}; its rows are {', '.join(keys)}")
+    def row_raw(row: Row, seed: int) -> dict:
+        raw = recipe.config(row, budget, seed)
+        for expr in sets:
+            raw = apply_set(raw, expr)
+        return raw
+
+    if sets:                                # a bad override fails here, before anything is trained
+        resolve(row_raw(recipe.rows[-1], 0), reg)
     out.mkdir(parents=True, exist_ok=True)
     chosen = [row for row in recipe.rows if not rows or row.key in rows]
     jobs = [(row, seed) for seed in range(seeds) for row in recipe.rows if row not in chosen
@@ -128,7 +137,7 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
             log(f"[{row.label} seed {seed}] " + ", ".join(f"{c}: {metrics[k]:.3f}" for c, k in row.metrics.items()
                                                          if k in metrics))
         write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started,
-                    pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
+                    sets=sets, pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
 
     def one(job: tuple[Row, int]) -> None:
         row, seed = job
@@ -140,7 +149,7 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
             wall = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
             finish(row, seed, json.loads(done.read_text())["metrics"], wall)
             return
-        raw = recipe.config(row, budget, seed)
+        raw = row_raw(row, seed)
         if threads:
             raw = merge(raw, {"train": {"threads": threads}})
         config = resolve(raw, reg)
@@ -158,7 +167,7 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
             return
         finish(row, seed, metrics, time.perf_counter() - t0)
 
-    stale = [problem for row, seed in jobs if (problem := _stale(recipe.config(row, budget, seed), reg,
+    stale = [problem for row, seed in jobs if (problem := _stale(row_raw(row, seed), reg,
                                                                    out / row.key / f"seed{seed}"))]
     if stale:
         raise ConfigError(f"{out} holds runs made with another configuration (another budget, or the recipe "
@@ -170,7 +179,8 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     else:
         for job in jobs:
             one(job)
-    table = write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started, 0)
+    table = write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started, 0,
+                        sets=sets)
     log(table)
     return out / "results.md"
 
@@ -232,10 +242,10 @@ def _train_in_process_of_its_own(config, run_dir: Path) -> None:
 
 
 def write_table(recipe: Recipe, name: str, budget: str, seeds: int, out: Path, results, failed, walls,
-                total: float, pending: int) -> str:
-    table = markdown(recipe, results, budget, seeds, walls, total, failed, pending)
+                total: float, pending: int, sets: Sequence[str] = ()) -> str:
+    table = markdown(recipe, results, budget, seeds, walls, total, failed, pending, sets)
     write_text(out / "results.md", table)
-    write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "seeds": seeds,
+    write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "sets": list(sets), "seeds": seeds,
                                                  "wall_seconds": total, "rows": results, "failed": failed,
                                                  "pending": pending}, indent=2) + "\n")
     return table
@@ -251,7 +261,7 @@ def mean_std(values: list[float], seeds: int = 0) -> str:
 
 
 def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[str, float], total: float,
-             failed: Mapping[str, list[str]] | None = None, pending: int = 0) -> str:
+             failed: Mapping[str, list[str]] | None = None, pending: int = 0, sets: Sequence[str] = ()) -> str:
     head = ["Model"]
     for col in recipe.columns:
         head += [f"{col} (ours)", f"{col} (paper)"]
@@ -259,7 +269,7 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[st
     failed = failed or {}
     status = f"; {pending} run(s) still to come" if pending else ""
     lines = [f"## {recipe.title}", "",
-             f"Budget `{budget}`, {seeds} seed(s) per run, mean ± std over seeds; total wall time "
+             f"Budget `{budget}`{''.join(f' with `--set {e}`' for e in sets)}, {seeds} seed(s) per run, mean ± std over seeds; total wall time "
              f"{total / 60:.1f} min{status}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if recipe.layout is None:
         layout = [(row.label, {col: Cell(row.key, row.metrics[col], row.paper.get(col, "–"))

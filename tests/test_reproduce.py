@@ -53,6 +53,25 @@ def test_unknown_budget_is_a_config_error(tmp_path):
     assert result.exit_code == 2 and "unknown budget 'huge'" in result.output
 
 
+def test_set_overrides_every_row_and_the_table_names_it(tmp_path):
+    """--set (how the GPU table was shortened to the device time there was) reaches every row's run and is
+    part of its configuration: a later call without it refuses the folder instead of mixing runs."""
+    out = tmp_path / "t1"
+    args = ["reproduce", "table1", "--budget", "smoke", "--rows", "static,rladder", "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--set", "train.steps=3", "--set", "train.lr=0.004"])
+    assert result.exit_code == 0, result.output
+    for row in ("static", "rladder"):
+        import tomllib
+        cfg = tomllib.loads((out / row / "seed0" / "config.toml").read_text())
+        assert cfg["train"]["steps"] == 3 and cfg["train"]["lr"] == 0.004
+    assert "Budget `smoke` with `--set train.steps=3` with `--set train.lr=0.004`" in (out / "results.md").read_text()
+    assert json.loads((out / "results.json").read_text())["sets"] == ["train.steps=3", "train.lr=0.004"]
+    plain = CliRunner().invoke(cli, args)
+    assert plain.exit_code == 2 and "rladder seed 0: train.lr = 0.004, now 0.001" in plain.output, plain.output
+    bad = CliRunner().invoke(cli, [*args, "--set", "train.stepz=3"])
+    assert bad.exit_code == 2 and "unknown option 'stepz'" in bad.output
+
+
 def test_markdown_mean_and_std():
     recipe = get_registry().build("recipe", "table1")
     rows = {r.key: [{"classify/error": 1.0, "predict/prediction_error": 100.0},
