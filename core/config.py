@@ -64,7 +64,7 @@ class TrainConfig:
     compile_backend: str = option("inductor", help="torch.compile backend ('aot_eager' traces without generating "
                                                    "code: a quick check that the step compiles).")
     compile_optimizer: bool = option(False, help="Also compile the optimizer step (Adam with a tensor learning rate, "
-                                                 "capturable), so the whole step can be captured.")
+                                                 "capturable): fused by inductor, not run as a CUDA graph.")
     channels_last: bool = option(False, help="channels_last memory format for 2-D models (GPU).")
     log_every: int = option(50, help="Steps between log lines in metrics.jsonl.", validator=positive)
     eval_every: int = option(500, help="Steps between validations (and best-checkpoint updates).",

@@ -122,7 +122,8 @@ class Trainer:
         self.instruments = self._instruments()
         self.forward_model = self._wrap(self.model)
         self._forward_loss = self._compiled(self._eager_forward_loss) if cfg.compile else self._eager_forward_loss
-        self._optimizer_step = self._compiled(self.optimizer.step) if cfg.compile_optimizer else self.optimizer.step
+        self._optimizer_step = self._compiled(self.optimizer.step, graphs=False) if cfg.compile_optimizer \
+            else self.optimizer.step
         needs = {label: task.needs() for label, task in self.tasks.items()}
         noisy = [label for label, n in needs.items() if n.noise]
         if noisy and cfg.input_noise == 0:
@@ -168,9 +169,19 @@ class Trainer:
             wrapped = DDP(model, device_ids=ids, find_unused_parameters=unused)
         return wrapped
 
-    def _compiled(self, fn):
+    @property
+    def _graphs(self) -> bool:
+        """Whether the compiled forward and backward run as CUDA graphs (compile_mode reduce-overhead)."""
+        return self.cfg.compile and self.cfg.compile_backend == "inductor" and self.cfg.compile_mode == "reduce-overhead"
+
+    def _compiled(self, fn, graphs: bool = True):
         cfg = self.cfg
         mode = None if cfg.compile_backend != "inductor" else cfg.compile_mode
+        if not graphs and mode == "reduce-overhead":
+            # The optimizer step is fused by inductor but not captured: its inputs are the gradients the captured
+            # backward left in the CUDA-graph pool, and a second graph reading them crashed on an H200 ("accessing
+            # tensor output of CUDAGraphs that has been overwritten", docs/benchmarks.md).
+            mode = None
         return torch.compile(fn, mode=mode, backend=cfg.compile_backend)
 
     def _write_run_files(self) -> None:
@@ -375,6 +386,8 @@ class Trainer:
         with autocast(self.device, self.amp):
             batch = prepare(self.tasks, self.model, batch)
             self.instruments.active = not self.cfg.compile     # forward hooks stay out of compiled graphs
+            if self._graphs:      # a new training step: the previous step's graph outputs may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
             try:
                 loss, parts = self._forward_loss(batch)
             finally:

@@ -287,6 +287,23 @@ heads = [{ name = "frame", source = "decoder.0", out = "input" },
     assert worst <= 1e-5, f"compiled and eager losses differ by {worst:.2e}: {losses}"
 
 
+def test_with_cuda_graphs_only_the_forward_and_backward_are_captured_not_the_optimizer(config_file, tmp_path,
+                                                                                          make_trainer, monkeypatch):
+    """compile_mode reduce-overhead + compile_optimizer: on an H200 a captured Adam reading the gradients the
+    captured backward left in the graph pool crashed ("accessing tensor output of CUDAGraphs that has been
+    overwritten"), so Adam is compiled without CUDA graphs and each step marks a new graph generation."""
+    import torch
+
+    modes, marks = [], []
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, backend=None: modes.append(mode) or fn)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    graphs = ["train.compile=true", "train.compile_mode=reduce-overhead"]
+    make_trainer(config_file, tmp_path / "a", *graphs, "train.compile_optimizer=true")
+    assert modes == ["reduce-overhead", None]          # the forward and costs captured, the optimizer fused only
+    make_trainer(config_file, tmp_path / "b", "train.steps=2", *graphs).fit()   # (a capturable Adam needs a GPU)
+    assert len(marks) == 2                             # one graph generation per training step
+
+
 def test_diagnostics_of_a_model_without_ladder_levels_draws_without_warnings(tmp_path):
     """A plugin's plain module logs gradient norms but no per-level RMS: the panel says so, no empty legend."""
     import json
