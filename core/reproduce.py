@@ -106,6 +106,7 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     unknown = sorted(set(rows) - set(keys))
     if unknown:
         raise ConfigError(f"recipe {name!r} has no row {', '.join(map(repr, unknown))}; its rows are {', '.join(keys)}")
+
     def row_raw(row: Row, seed: int) -> dict:
         raw = recipe.config(row, budget, seed)
         for expr in sets:
@@ -245,8 +246,8 @@ def write_table(recipe: Recipe, name: str, budget: str, seeds: int, out: Path, r
                 total: float, pending: int, sets: Sequence[str] = ()) -> str:
     table = markdown(recipe, results, budget, seeds, walls, total, failed, pending, sets)
     write_text(out / "results.md", table)
-    write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "sets": list(sets), "seeds": seeds,
-                                                 "wall_seconds": total, "rows": results, "failed": failed,
+    write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "sets": list(sets),
+                                                 "seeds": seeds, "wall_seconds": total, "rows": results, "failed": failed,
                                                  "pending": pending}, indent=2) + "\n")
     return table
 
@@ -268,8 +269,9 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[st
     head.append("wall time")
     failed = failed or {}
     status = f"; {pending} run(s) still to come" if pending else ""
+    overrides = "".join(f" with `--set {e}`" for e in sets)
     lines = [f"## {recipe.title}", "",
-             f"Budget `{budget}`{''.join(f' with `--set {e}`' for e in sets)}, {seeds} seed(s) per run, mean ± std over seeds; total wall time "
+             f"Budget `{budget}`{overrides}, {seeds} seed(s) per run, mean ± std over seeds; total wall time "
              f"{total / 60:.1f} min{status}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if recipe.layout is None:
         layout = [(row.label, {col: Cell(row.key, row.metrics[col], row.paper.get(col, "–"))

@@ -172,7 +172,8 @@ class Trainer:
     @property
     def _graphs(self) -> bool:
         """Whether the compiled forward and backward run as CUDA graphs (compile_mode reduce-overhead)."""
-        return self.cfg.compile and self.cfg.compile_backend == "inductor" and self.cfg.compile_mode == "reduce-overhead"
+        cfg = self.cfg
+        return cfg.compile and cfg.compile_backend == "inductor" and cfg.compile_mode == "reduce-overhead"
 
     def _compiled(self, fn, graphs: bool = True):
         cfg = self.cfg
