@@ -247,8 +247,8 @@ def write_table(recipe: Recipe, name: str, budget: str, seeds: int, out: Path, r
     table = markdown(recipe, results, budget, seeds, walls, total, failed, pending, sets)
     write_text(out / "results.md", table)
     write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "sets": list(sets),
-                                                 "seeds": seeds, "wall_seconds": total, "rows": results, "failed": failed,
-                                                 "pending": pending}, indent=2) + "\n")
+                                                 "seeds": seeds, "wall_seconds": total, "rows": results,
+                                                 "failed": failed, "pending": pending}, indent=2) + "\n")
     return table
 
 

@@ -24,7 +24,7 @@ METRICS = {ERROR: "classify/error", PRED: "predict/prediction_error"}
 # Per-pixel BCE averaged over the frame is ~100x weaker than the classification cost; at weight 1
 # classification trains the decoders through the links and prediction stalls, and at 30 it still
 # held the RLadder's prediction behind its no-link ablation's. At 100 the links help both tasks
-# (docs/results.md, "Prediction weight").
+# (docs/results.md, Table 1, "What the weight changed").
 PREDICT = {"name": "next_step", "weight": 100.0}
 CLASSIFY = {"name": "classify", "every_step": True}   # the belief at every step is trained (Fig. 4)
 OMM = "occluded_mnist"
