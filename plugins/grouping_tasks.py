@@ -13,8 +13,8 @@ Outputs read (layouts in rladder.plugins.rtagger): ``heads.recon`` z (B, T, K, C
   ``copy_last`` (the current frame as the prediction), ``nll``.
 * ``group_classify`` (spec 5.2, Tagger's collapse): per group a softmax over classes + "none";
   "none" is dropped, the rest normalised jointly over (groups, classes) and summed over groups:
-  ``p(c) = sum_k p_k(c) / sum_k sum_c' p_k(c')``. Cross-entropy at the last step (labelled
-  samples only). Metrics: ``error`` (%) at the last step and ``error_t<i>`` at every step, ``ce``.
+  ``p(c) = sum_k p_k(c) / sum_k sum_c' p_k(c')``. Cross-entropy at the last step, or averaged over
+  every step (``every_step``); labelled samples only. Metrics: ``error`` (%) at the last step and ``error_t<i>`` at every step, ``ce``.
 * ``ami`` (spec 6.6): adjusted mutual information (scikit-learn, ``average_method = "max"`` as in
   Tagger's scikit-learn 0.17) between the true groups (argmax of the ground-truth masks) and the
   found ones (argmax_k a_k), per sample and step, over the pixels whose ground-truth mask maximum
@@ -184,6 +184,8 @@ class MixturePredict(MixtureCost):
 class GroupClassifyOptions(TaskOptions):
     head: str = option("class", help="Head with the per-group class logits (B, T, K, classes + 1), 'none' last.")
     target: str = option("y", help="Batch key of the labels (B,) int64.")
+    every_step: bool = option(False, help="Average the cost over every iteration instead of the last one "
+                                          "(spec 5.2: the last; the OMM RLadder learned faster with every step).")
 
 
 class GroupClassify(Task):
@@ -206,6 +208,8 @@ class GroupClassify(Task):
             if not bool(mask.any()):
                 return log_p.sum() * 0.0
             log_p, y = log_p[mask], y[mask]
+        if self.o.every_step:
+            return F.nll_loss(log_p.flatten(0, 1), y.repeat_interleave(log_p.shape[1]))
         return F.nll_loss(log_p[:, -1], y)
 
     @torch.no_grad()
@@ -473,7 +477,7 @@ def rladder_components():
         Component("task", "mixture_predict", MixturePredict, MixtureOptions,
                   "The next video frame as a mixture of the groups' predictions (paper 4.3).", example=VIDEO_RUN),
         Component("task", "group_classify", GroupClassify, GroupClassifyOptions,
-                  "Class from per-group logits with a 'none' class, Tagger's collapse; cost at the last step.",
+                  "Class from per-group logits with a 'none' class, Tagger's collapse; cost at the last step (or every step).",
                   example=IMAGE_RUN),
         Component("task", "ami", AMI, AMIOptions,
                   "Segmentation AMI per step (scikit-learn, Tagger's settings); a metric, no cost.", example=IMAGE_RUN),

@@ -92,6 +92,11 @@ def test_none_class_collapse_and_classification_cost():
     mask = torch.tensor([True, False, False, True, False])
     masked = -torch.log(p.sum(-2)[:, -1][torch.arange(5), y])[mask].mean()
     assert torch.allclose(task.loss({"heads.class": logits}, {"y": y, "label_mask": mask}), masked, atol=1e-5)
+    every = GT.GroupClassify(GT.GroupClassifyOptions(every_step=True), spec, "classify")
+    per_step = -torch.log(p.sum(-2)[torch.arange(5), :, y])                 # (B, T): every iteration
+    assert torch.allclose(every.loss({"heads.class": logits}, {"y": y}), per_step.mean(), atol=1e-5)
+    assert torch.allclose(every.loss({"heads.class": logits}, {"y": y, "label_mask": mask}),
+                          per_step[mask].mean(), atol=1e-5)
     task.update_metrics({"heads.class": logits}, {"y": y})
     metrics = task.compute_metrics()
     wrong = (p.sum(-2).argmax(-1) != y[:, None]).float().mean(0) * 100
