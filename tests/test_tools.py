@@ -45,3 +45,27 @@ def test_gpu_check_refuses_without_a_gpu():
         return
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py")], capture_output=True, text=True)
     assert out.returncode != 0 and "needs a GPU" in out.stderr
+
+
+def test_ablate_links_closes_each_gate_and_restores_the_model(tmp_path, make_trainer):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ablate_links
+    from rladder.core.evaluation import evaluate_run
+
+    run = tmp_path / "run"
+    make_trainer(ROOT / "tests" / "configs" / "tiny_omm.toml", run, "train.steps=6", "train.eval_every=6",
+                 "train.lr=3e-2").fit()
+    rows = ablate_links.ablate(run, "test", "last")
+    levels = [r for r in rows if r.startswith("level ")]
+    assert list(rows)[:2] == ["as trained", "all links closed"] and len(levels) >= 2
+    assert set(rows["as trained"]) == {"predict/prediction_error", "classify/error"}
+    # "as trained" is the ordinary evaluation; closing every gate changes what the model predicts
+    assert rows["as trained"]["predict/prediction_error"] == \
+        evaluate_run(run, "test", "last")["metrics"]["predict/prediction_error"]
+    assert rows["all links closed"]["predict/prediction_error"] != rows["as trained"]["predict/prediction_error"]
+
+    plain = tmp_path / "plain"           # no gates: a clear refusal, not a table of identical rows
+    make_trainer(ROOT / "tests" / "configs" / "tiny_omm.toml", plain, "train.steps=1", "model.links.gate=none").fit()
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "ablate_links.py"), str(plain), "--checkpoint", "last"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "no learned link gates" in out.stderr
