@@ -14,7 +14,8 @@ Outputs read (layouts in rladder.plugins.rtagger): ``heads.recon`` z (B, T, K, C
 * ``group_classify`` (spec 5.2, Tagger's collapse): per group a softmax over classes + "none";
   "none" is dropped, the rest normalised jointly over (groups, classes) and summed over groups:
   ``p(c) = sum_k p_k(c) / sum_k sum_c' p_k(c')``. Cross-entropy at the last step, or averaged over
-  every step (``every_step``); labelled samples only. Metrics: ``error`` (%) at the last step and ``error_t<i>`` at every step, ``ce``.
+  every step (``every_step``); labelled samples only. Metrics: ``error`` (%) at the last step and
+  ``error_t<i>`` at every step, ``ce``.
 * ``ami`` (spec 6.6): adjusted mutual information (scikit-learn, ``average_method = "max"`` as in
   Tagger's scikit-learn 0.17) between the true groups (argmax of the ground-truth masks) and the
   found ones (argmax_k a_k), per sample and step, over the pixels whose ground-truth mask maximum
@@ -477,7 +478,8 @@ def rladder_components():
         Component("task", "mixture_predict", MixturePredict, MixtureOptions,
                   "The next video frame as a mixture of the groups' predictions (paper 4.3).", example=VIDEO_RUN),
         Component("task", "group_classify", GroupClassify, GroupClassifyOptions,
-                  "Class from per-group logits with a 'none' class, Tagger's collapse; cost at the last step (or every step).",
+                  "Class from per-group logits with a 'none' class, Tagger's collapse; cost at the last "
+                  "step (or every step).",
                   example=IMAGE_RUN),
         Component("task", "ami", AMI, AMIOptions,
                   "Segmentation AMI per step (scikit-learn, Tagger's settings); a metric, no cost.", example=IMAGE_RUN),

@@ -47,7 +47,7 @@ def test_gpu_check_refuses_without_a_gpu():
     assert out.returncode != 0 and "needs a GPU" in out.stderr
 
 
-def test_ablate_links_closes_each_gate_and_restores_the_model(tmp_path, make_trainer):
+def test_ablate_links_closes_all_gates_then_each_level(tmp_path, make_trainer):
     sys.path.insert(0, str(ROOT / "tools"))
     import ablate_links
     from rladder.core.evaluation import evaluate_run

@@ -3,8 +3,8 @@
 
 Loads a run's checkpoint and evaluates it on a split as trained, with every learned link gate set
 to 0 (the encoder then no longer receives d_l(t-1)), and with each level's gate set to 0 alone.
-A link the model relies on costs accuracy when closed; one it ignores costs nothing. The weights
-are restored after each row; nothing in the run folder is written. Needs links gated with
+A link the model relies on costs accuracy when closed; one it ignores costs nothing. Every row
+sets all the gates (closed or as trained); nothing in the run folder is written. Needs links gated with
 ``links.gate = "scalar"`` or ``"channel"`` (the OMM RLadder's default).
 
     python tools/ablate_links.py RUN_DIR [--split val] [--checkpoint best|last] [--batches 0]
@@ -50,7 +50,6 @@ def ablate(run_dir: Path, split: str = "val", which: str = "best", batches: int 
     rows = {"as trained": run_eval([]), "all links closed": run_eval(list(gates))}
     for name in gates:
         rows[f"level {name.split('.')[1]} closed"] = run_eval([name])
-    run_eval([])                                   # leave the model as loaded
     return rows
 
 
