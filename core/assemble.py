@@ -17,7 +17,7 @@ from torch import nn
 from rladder.registry import ConfigError, ContractError, Registry, get_registry, option
 
 from .heads import Head, HeadSpec
-from .interfaces import DataSpec, Dataset, Model, Shape, Task
+from .interfaces import DataSpec, Dataset, Model, Shape, Task, TaskOptions
 from .ladder import FeedbackLink, FeedbackSpec, Level, RLadder
 
 
@@ -178,6 +178,7 @@ def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: 
     for label, table in tables.items():
         where = f"tasks.{label}"
         task = _build(reg, "task", table, where, spec=data, label=label)
+        _attach_ramp(task, reg, table, where)
         needs = task.needs()
         missing = [n for n in needs.outputs if model.canonical(n) not in names]
         if missing:
@@ -195,6 +196,14 @@ def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: 
         task.bind(model)
         tasks[label] = task
     return tasks
+
+
+def _attach_ramp(task: Task, reg: Registry, table: Mapping[str, Any], where: str) -> None:
+    """Give ``task`` the weight ramp its options ask for (options deriving from TaskOptions)."""
+    _, options = reg.resolve("task", table, path=where)
+    if isinstance(options, TaskOptions) and options.weight_ramp_steps > 0:
+        task.ramp = options.weight_factor
+        task.start_step(0)
 
 
 def build_run(config, registry: Registry | None = None) -> Run:

@@ -279,6 +279,21 @@ class TaskOptions:
     """Options every task has; a task's own options class derives from this one."""
 
     weight: float = attrs.field(default=1.0, metadata={"help": "Weight of this cost in the total loss."})
+    weight_ramp_steps: int = attrs.field(
+        default=0, validator=attrs.validators.ge(0),
+        metadata={"help": "Training steps over which the weight moves linearly from weight_ramp_from x weight to "
+                          "weight (0 = the weight is constant)."})
+    weight_ramp_from: float = attrs.field(
+        default=0.0, validator=attrs.validators.ge(0.0),
+        metadata={"help": "The weight at step 0 as a fraction of weight, when weight_ramp_steps > 0 (0: the cost "
+                          "starts switched off; above 1: the weight decreases)."})
+
+    def weight_factor(self, step: int) -> float:
+        """The fraction of ``weight`` in force at training step ``step`` (0-based)."""
+        if self.weight_ramp_steps == 0:
+            return 1.0
+        done = min(1.0, step / self.weight_ramp_steps)
+        return self.weight_ramp_from + (1.0 - self.weight_ramp_from) * done
 
 
 @attrs.frozen
@@ -302,7 +317,8 @@ class Task(nn.Module, abc.ABC):
     """A cost attached to named outputs of the model, its metrics and how they are shown (paper section 2).
 
     Built as ``factory(options, spec=DataSpec, label=str)``. The training loss is
-    ``sum(task.weight * task.loss(outputs, batch))`` over tasks. ``outputs`` maps names to
+    ``sum(task.weight * task.weight_scale * task.loss(outputs, batch))`` over tasks, where
+    ``weight_scale`` is 1 unless the options ramp the weight (``TaskOptions.weight_ramp_*``). ``outputs`` maps names to
     ``(B, T, ...)`` tensors (``encoder.l``, ``decoder.l``, ``heads.<name>``); ``batch`` is the
     dataset's batch dict. A batch may carry ``label_mask`` (B,) bool: supervised tasks then use
     the labelled samples only, unsupervised tasks use all. A task may own modules or state (a mean
@@ -322,6 +338,10 @@ class Task(nn.Module, abc.ABC):
         super().__init__()
         self.label = label
         self.weight = weight
+        # The fraction of ``weight`` in force (a weight ramp, TaskOptions.weight_ramp_*); a tensor so that
+        # a compiled step reads the new value without recompiling; not saved (it is a function of the step).
+        self.register_buffer("weight_scale", torch.ones(()), persistent=False)
+        self.ramp: Callable[[int], float] | None = None
 
     @abc.abstractmethod
     def needs(self) -> Needs:
@@ -352,6 +372,11 @@ class Task(nn.Module, abc.ABC):
     def extra_models(self) -> dict[str, nn.Module]:
         """Other models to evaluate with every task, by name (a mean teacher returns its teacher)."""
         return {}
+
+    def start_step(self, step: int) -> None:
+        """Put the weight of training step ``step`` (0-based) in force (a no-op without a weight ramp)."""
+        if self.ramp is not None:
+            self.weight_scale.fill_(self.ramp(step))
 
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step (a mean teacher updates its EMA here)."""

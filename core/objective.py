@@ -84,13 +84,14 @@ class Carry:
 
 def total_loss(tasks: Mapping[str, Task], outputs: Mapping[str, Tensor],
                batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-    """``sum_k weight_k * cost_k`` and the unweighted cost of every task (detached)."""
+    """``sum_k weight_k * scale_k * cost_k`` (``scale_k``: a weight ramp's fraction, else 1) and the
+    unweighted cost of every task (detached)."""
     parts: dict[str, Tensor] = {}
     total = None
     for label, task in tasks.items():
         cost = task.loss(outputs, batch)
         parts[label] = cost.detach()
-        term = task.weight * cost
+        term = task.weight * task.weight_scale * cost
         total = term if total is None else total + term
     if total is None:
         total = torch.zeros((), device=next(iter(outputs.values())).device)

@@ -340,6 +340,8 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or last:
                     record = interval.record(self.step, float(self.scheduler.get_last_lr()[0]), self.dist.world)
                     record.update(self.instruments.record(self.dist.world))
+                    record.update({f"{label}/weight": task.weight * float(task.weight_scale)
+                                   for label, task in self.tasks.items() if task.ramp is not None})
                     self._metrics(record)
                     self._report(bar, record)
                     interval = _Interval()
@@ -384,6 +386,8 @@ class Trainer:
 
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
+        for task in self.tasks.values():
+            task.start_step(self.step)
         with autocast(self.device, self.amp):
             batch = prepare(self.tasks, self.model, batch)
             self.instruments.active = not self.cfg.compile     # forward hooks stay out of compiled graphs

@@ -137,6 +137,29 @@ def test_schedule():
     assert lr_factor(0, cos) == 1.0 and lr_factor(50, cos) == pytest.approx(0.5)
 
 
+def test_a_task_weight_ramp_is_the_weight_in_force_at_every_step(config_file, tmp_path, make_trainer):
+    """tasks.<label>.weight_ramp_*: the logged loss is the sum of the costs weighted as ramped at each step."""
+    assert TaskOptions(weight=8.0).weight_factor(5) == 1.0                       # no ramp: constant
+    down = TaskOptions(weight=8.0, weight_ramp_steps=4, weight_ramp_from=3.0)
+    assert [down.weight_factor(s) for s in (0, 2, 4, 9)] == [3.0, 2.0, 1.0, 1.0]
+    trainer = make_trainer(config_file, tmp_path / "run", "train.steps=6", "train.log_every=1",
+                           "tasks.predict.weight=10", "tasks.predict.weight_ramp_steps=4", "tasks.classify.weight=2")
+    trainer.fit()
+    train = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in train if r["split"] == "train"]
+    assert [r["predict/weight"] for r in train] == [0.0, 2.5, 5.0, 7.5, 10.0, 10.0]
+    assert "classify/weight" not in train[0]                                      # no ramp, nothing logged
+    for r in train:
+        assert r["loss"] == pytest.approx(r["predict/weight"] * r["predict/loss"] + 2 * r["classify/loss"], rel=1e-5)
+    # the ramp is a function of the step: a resumed run puts the weight of its next step in force
+    assert float(trainer.tasks["predict"].weight_scale) == 1.0
+
+
+def test_a_bad_weight_ramp_is_refused_where_it_is_written(config_file, tmp_path, make_trainer):
+    with pytest.raises(ConfigError, match="weight_ramp_steps"):
+        make_trainer(config_file, tmp_path / "run", "tasks.predict.weight_ramp_steps=-5")
+
+
 def test_cli_train_eval_predict_viz(config_file, tmp_path):
     run = tmp_path / "run"
     runner = CliRunner()
