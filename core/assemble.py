@@ -202,7 +202,7 @@ def _attach_ramp(task: Task, reg: Registry, table: Mapping[str, Any], where: str
     """Give ``task`` the weight ramp its options ask for (options deriving from TaskOptions)."""
     _, options = reg.resolve("task", table, path=where)
     if isinstance(options, TaskOptions) and options.weight_ramp_steps > 0:
-        task.ramp = options.weight_factor
+        task.weight_ramp = options.weight_factor
         task.start_step(0)
 
 

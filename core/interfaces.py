@@ -341,7 +341,7 @@ class Task(nn.Module, abc.ABC):
         # The fraction of ``weight`` in force (a weight ramp, TaskOptions.weight_ramp_*); a tensor so that
         # a compiled step reads the new value without recompiling; not saved (it is a function of the step).
         self.register_buffer("weight_scale", torch.ones(()), persistent=False)
-        self.ramp: Callable[[int], float] | None = None
+        self.weight_ramp: Callable[[int], float] | None = None
 
     @abc.abstractmethod
     def needs(self) -> Needs:
@@ -375,8 +375,8 @@ class Task(nn.Module, abc.ABC):
 
     def start_step(self, step: int) -> None:
         """Put the weight of training step ``step`` (0-based) in force (a no-op without a weight ramp)."""
-        if self.ramp is not None:
-            self.weight_scale.fill_(self.ramp(step))
+        if self.weight_ramp is not None:
+            self.weight_scale.fill_(self.weight_ramp(step))
 
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step (a mean teacher updates its EMA here)."""

@@ -341,7 +341,7 @@ class Trainer:
                     record = interval.record(self.step, float(self.scheduler.get_last_lr()[0]), self.dist.world)
                     record.update(self.instruments.record(self.dist.world))
                     record.update({f"{label}/weight": task.weight * float(task.weight_scale)
-                                   for label, task in self.tasks.items() if task.ramp is not None})
+                                   for label, task in self.tasks.items() if task.weight_ramp is not None})
                     self._metrics(record)
                     self._report(bar, record)
                     interval = _Interval()
