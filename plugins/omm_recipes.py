@@ -52,6 +52,15 @@ BUDGETS = {
 }
 
 
+# The prediction cost of the rows with both tasks is switched on gradually: its weight grows from 0 over
+# the first RAMP of the steps. Constant from step 0 it dominated the encoder's first updates and cost the
+# RLadder 1.9 points of classification error (12.67 -> 10.79 %, 3 seeds; docs/results.md, "Switching the
+# prediction cost on gradually"). The `paper` budget keeps the paper's constant weight.
+RAMP = 0.4
+BOTH_BUDGETS = {name: {"tasks": {"predict": {"weight_ramp_steps": round(RAMP * b["train"]["steps"])}}}
+                for name, b in BUDGETS.items() if name != "paper"}
+
+
 def supervised(model: str, tasks: dict, data: dict | None = None) -> dict:
     best = "classify/error" if "classify" in tasks else "predict/prediction_error"
     return row_config({"name": OMM, **(data or {})}, model, tasks, best)
@@ -69,11 +78,12 @@ def table1(options) -> Recipe:
         Row("RLadder w/o prediction task", "rladder_no_prediction",
             supervised("omm_rladder", {"classify": CLASSIFY}), METRICS, {ERROR: "1.51 ± 0.21"}),
         Row("RLadder w/o decoder-to-encoder conn.", "rladder_no_feedback",
-            supervised("omm_rladder_no_feedback", both), METRICS, {ERROR: "1.24 ± 0.05", PRED: "156.7 ± 0.4"}),
+            supervised("omm_rladder_no_feedback", both), METRICS, {ERROR: "1.24 ± 0.05", PRED: "156.7 ± 0.4"},
+            budgets=BOTH_BUDGETS),
         Row("RLadder w/o classification task", "rladder_no_classification",
             supervised("omm_rladder", {"predict": PREDICT}), METRICS, {PRED: "155.2 ± 2.5"}),
         Row("RLadder", "rladder", supervised("omm_rladder", both), METRICS,
-            {ERROR: "0.74 ± 0.09", PRED: "150.1 ± 0.1"}),
+            {ERROR: "0.74 ± 0.09", PRED: "150.1 ± 0.1"}, budgets=BOTH_BUDGETS),
     )
     return Recipe("Table 1: Occluded Moving MNIST, fully supervised", (ERROR, PRED), rows, BUDGETS,
                   notes="Prediction error: per-pixel MSE of the predicted next occluded frame x 10^5 (spec 4.1.2).")
