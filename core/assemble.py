@@ -199,11 +199,11 @@ def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: 
 
 
 def _attach_ramp(task: Task, reg: Registry, table: Mapping[str, Any], where: str) -> None:
-    """Give ``task`` the weight ramp its options ask for (options deriving from TaskOptions)."""
+    """Give ``task`` the weight ramp its options ask for (options deriving from TaskOptions). The trainer
+    puts each step's weight in force; outside training (``rladder eval``) the full weight holds."""
     _, options = reg.resolve("task", table, path=where)
     if isinstance(options, TaskOptions) and options.weight_ramp_steps > 0:
         task.weight_ramp = options.weight_factor
-        task.start_step(0)
 
 
 def build_run(config, registry: Registry | None = None) -> Run:

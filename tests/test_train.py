@@ -151,8 +151,11 @@ def test_a_task_weight_ramp_is_the_weight_in_force_at_every_step(config_file, tm
     assert "classify/weight" not in train[0]                                      # no ramp, nothing logged
     for r in train:
         assert r["loss"] == pytest.approx(r["predict/weight"] * r["predict/loss"] + 2 * r["classify/loss"], rel=1e-5)
-    # the ramp is a function of the step: a resumed run puts the weight of its next step in force
+    # the ramp is a function of the step: a resumed run puts the weight of its next step in force;
+    # outside training (a built run, as `rladder eval` builds it) the full weight holds
     assert float(trainer.tasks["predict"].weight_scale) == 1.0
+    fresh = make_trainer(config_file, tmp_path / "other", "tasks.predict.weight_ramp_steps=4")
+    assert fresh.tasks["predict"].weight_ramp is not None and float(fresh.tasks["predict"].weight_scale) == 1.0
 
 
 def test_a_bad_weight_ramp_is_refused_where_it_is_written(config_file, tmp_path, make_trainer):
