@@ -106,10 +106,17 @@ def build_heads(specs: Sequence[HeadSpec], shapes: Sequence[Shape], data: DataSp
 
 
 def _build(reg: Registry, kind: str, table: Mapping[str, Any], where: str, **context: Any) -> Any:
-    """``reg.build``; a factory that rejects its context (ValueError or ContractError) becomes a
-    ContractError located at ``where`` (a message that already starts with ``where`` is kept)."""
+    return _build_with_options(reg, kind, table, where, **context)[0]
+
+
+def _build_with_options(reg: Registry, kind: str, table: Mapping[str, Any], where: str,
+                        **context: Any) -> tuple[Any, Any]:
+    """The component built from ``table`` and its resolved options; a factory that rejects its context
+    (ValueError or ContractError) becomes a ContractError located at ``where`` (a message that already
+    starts with ``where`` is kept)."""
     try:
-        return reg.build(kind, table, path=where, **context)
+        comp, options = reg.resolve(kind, table, path=where)
+        return comp.factory(options, **context), options
     except ContractError as exc:
         if str(exc).startswith((f"{where}:", f"{where}.", f"{where}[")):
             raise
@@ -177,8 +184,9 @@ def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: 
     tasks: dict[str, Task] = {}
     for label, table in tables.items():
         where = f"tasks.{label}"
-        task = _build(reg, "task", table, where, spec=data, label=label)
-        _attach_ramp(task, reg, table, where)
+        task, options = _build_with_options(reg, "task", table, where, spec=data, label=label)
+        if isinstance(options, TaskOptions) and options.weight_ramp_steps > 0:
+            task.weight_ramp = options.weight_factor     # the trainer puts each step's weight in force
         needs = task.needs()
         missing = [n for n in needs.outputs if model.canonical(n) not in names]
         if missing:
@@ -196,14 +204,6 @@ def build_tasks(tables: Mapping[str, Mapping[str, Any]], data: DataSpec, model: 
         task.bind(model)
         tasks[label] = task
     return tasks
-
-
-def _attach_ramp(task: Task, reg: Registry, table: Mapping[str, Any], where: str) -> None:
-    """Give ``task`` the weight ramp its options ask for (options deriving from TaskOptions). The trainer
-    puts each step's weight in force; outside training (``rladder eval``) the full weight holds."""
-    _, options = reg.resolve("task", table, path=where)
-    if isinstance(options, TaskOptions) and options.weight_ramp_steps > 0:
-        task.weight_ramp = options.weight_factor
 
 
 def build_run(config, registry: Registry | None = None) -> Run:
