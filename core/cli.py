@@ -454,11 +454,26 @@ def viz_cmd(run_dir, split, samples, which) -> None:
     _pictures(run_dir, split=split, samples=samples, which=which)
 
 
+def _seeds(text: str) -> int | list[int]:
+    """`--seeds`: "3" is a count (seeds 0, 1, 2); "3,4" (a comma) lists the seeds."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [int(p) for p in parts if p]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0 or ("," not in text and values[0] < 1):
+        raise click.BadParameter(f"{text!r}: give a count of at least 1 (--seeds 3) or seeds >= 0 separated by "
+                                 "commas (--seeds 3,4)", param_hint="--seeds")
+    return values if "," in text else values[0]
+
+
 @cli.command("reproduce")
 @click.argument("name")
 @click.option("--budget", default="smoke", show_default=True,
               help="smoke (CI), cpu (2 cores), gpu (one GPU, minutes) or paper (the paper's scale); see the recipe.")
-@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds per row.")
+@click.option("--seeds", default="1", show_default=True, metavar="N|S,S,...",
+              help="Seeds per row: a count (0 .. N-1), or the seeds themselves, comma-separated (--seeds 3,4 adds "
+                   "seeds to a table trained earlier; give the earlier --out to read its runs back too).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/reproduce-NAME-BUDGET).")
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1),
               help="Train this many runs at once, each in its own process (CPU cores are split between them; "
@@ -474,7 +489,7 @@ def reproduce_cmd(name, budget, seeds, out, parallel, rows, sets) -> None:
 
     from rladder.core.reproduce import reproduce
 
-    path = reproduce(name, budget, seeds, Path(out or f"runs/reproduce-{name}-{budget}"),
+    path = reproduce(name, budget, _seeds(seeds), Path(out or f"runs/reproduce-{name}-{budget}"),
                      log=lambda m: click.echo(m, err=True), parallel=parallel,
                      rows=[r.strip() for r in rows.split(",") if r.strip()], sets=sets)
     click.echo(f"table written to {path}")

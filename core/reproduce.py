@@ -82,9 +82,12 @@ class Recipe:
         return merge(raw, {"seed": seed})
 
 
-def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel: int = 1,
+def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log=print, parallel: int = 1,
               rows: Sequence[str] = (), sets: Sequence[str] = ()) -> Path:
     """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
+
+    ``seeds`` is a count (seeds 0 .. n-1) or the seeds themselves (``[3, 4]``: add seeds to a
+    table trained earlier in another folder without training the first ones again).
 
     Runs go seed by seed (every row's seed 0 first), so the first complete table comes early; within
     a seed the rows start from the last (the full model, the longest run) so parallel runs pack well.
@@ -97,6 +100,9 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     threads each) or sharing the GPU. A run that fails is reported in the table and does not stop
     the others. Finished runs are read back, not trained again; an interrupted one is resumed.
     """
+    seed_ids = list(range(seeds)) if isinstance(seeds, int) else list(dict.fromkeys(seeds))
+    if not seed_ids or min(seed_ids) < 0:
+        raise ConfigError(f"seeds {seeds!r}: give a count of at least 1 or seeds that are whole numbers >= 0")
     reg = get_registry()
     comp, options = reg.resolve("recipe", {"name": name}, path="recipe")
     recipe: Recipe = comp.factory(options)
@@ -117,11 +123,11 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
         resolve(row_raw(recipe.rows[-1], 0), reg)
     out.mkdir(parents=True, exist_ok=True)
     chosen = [row for row in recipe.rows if not rows or row.key in rows]
-    jobs = [(row, seed) for seed in range(seeds) for row in recipe.rows if row not in chosen
+    jobs = [(row, seed) for seed in seed_ids for row in recipe.rows if row not in chosen
             and (out / row.key / f"seed{seed}" / "eval-test.json").is_file()]       # read back first
     # within a seed, the last rows first: tables list the full model (the costliest run) last, and
     # starting the long runs first lets the short baselines fill the gaps when runs go side by side
-    jobs += [(row, seed) for seed in range(seeds) for row in reversed(chosen)]
+    jobs += [(row, seed) for seed in seed_ids for row in reversed(chosen)]
     results: dict[str, list[dict[str, float]]] = {row.key: [] for row in recipe.rows}
     failed: dict[str, list[str]] = {row.key: [] for row in recipe.rows}
     walls: dict[str, float] = {row.key: 0.0 for row in recipe.rows}
@@ -137,7 +143,7 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
             results[row.key].append(metrics)
             log(f"[{row.label} seed {seed}] " + ", ".join(f"{c}: {metrics[k]:.3f}" for c, k in row.metrics.items()
                                                          if k in metrics))
-        write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started,
+        write_table(recipe, name, budget, seed_ids, out, results, failed, walls, time.perf_counter() - started,
                     sets=sets, pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
 
     def one(job: tuple[Row, int]) -> None:
@@ -180,8 +186,8 @@ def reproduce(name: str, budget: str, seeds: int, out: Path, log=print, parallel
     else:
         for job in jobs:
             one(job)
-    table = write_table(recipe, name, budget, seeds, out, results, failed, walls, time.perf_counter() - started, 0,
-                        sets=sets)
+    table = write_table(recipe, name, budget, seed_ids, out, results, failed, walls, time.perf_counter() - started,
+                        0, sets=sets)
     log(table)
     return out / "results.md"
 
@@ -242,7 +248,7 @@ def _train_in_process_of_its_own(config, run_dir: Path) -> None:
         raise RuntimeError(f"exit code {code}; {tail[0] if tail else 'no output'} (log: {log_path})")
 
 
-def write_table(recipe: Recipe, name: str, budget: str, seeds: int, out: Path, results, failed, walls,
+def write_table(recipe: Recipe, name: str, budget: str, seeds: Sequence[int], out: Path, results, failed, walls,
                 total: float, pending: int, sets: Sequence[str] = ()) -> str:
     table = markdown(recipe, results, budget, seeds, walls, total, failed, pending, sets)
     write_text(out / "results.md", table)
@@ -261,8 +267,12 @@ def mean_std(values: list[float], seeds: int = 0) -> str:
     return text + (f" ({len(values)} seed{'s' * (len(values) > 1)})" if len(values) < seeds else "")
 
 
-def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[str, float], total: float,
-             failed: Mapping[str, list[str]] | None = None, pending: int = 0, sets: Sequence[str] = ()) -> str:
+def markdown(recipe: Recipe, results, budget: str, seeds: int | Sequence[int], walls: Mapping[str, float],
+             total: float, failed: Mapping[str, list[str]] | None = None, pending: int = 0,
+             sets: Sequence[str] = ()) -> str:
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
+    named = "" if list(seeds) == list(range(len(seeds))) else f" ({', '.join(map(str, seeds))})"
     head = ["Model"]
     for col in recipe.columns:
         head += [f"{col} (ours)", f"{col} (paper)"]
@@ -271,7 +281,7 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[st
     status = f"; {pending} run(s) still to come" if pending else ""
     overrides = "".join(f" with `--set {e}`" for e in sets)
     lines = [f"## {recipe.title}", "",
-             f"Budget `{budget}`{overrides}, {seeds} seed(s) per run, mean ± std over seeds; total wall time "
+             f"Budget `{budget}`{overrides}, {len(seeds)} seed(s){named} per run, mean ± std over seeds; total wall time "
              f"{total / 60:.1f} min{status}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if recipe.layout is None:
         layout = [(row.label, {col: Cell(row.key, row.metrics[col], row.paper.get(col, "–"))
@@ -283,7 +293,7 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int, walls: Mapping[st
         runs = []
         for col in recipe.columns:
             cell = cells_by_col.get(col)
-            ours = mean_std([r.get(cell.metric) for r in results.get(cell.run, [])], seeds) if cell else "–"
+            ours = mean_std([r.get(cell.metric) for r in results.get(cell.run, [])], len(seeds)) if cell else "–"
             lost = len(failed.get(cell.run, [])) if cell else 0
             if lost:
                 ours = "failed" if ours == "–" else f"{ours} ({lost} seed(s) failed)"

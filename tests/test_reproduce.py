@@ -148,3 +148,20 @@ def test_the_readme_main_job_is_the_rladder_row_of_the_cpu_table():
     quick = to_dict(load_config([Path(__file__).parents[1] / "configs" / "omm" / "rladder_quick.toml"]))
     table["train"].pop("threads"), quick["train"].pop("threads")
     assert quick == table
+
+
+def test_seeds_can_be_listed_to_add_seeds_to_a_table(tmp_path):
+    """`--seeds 2,3` trains exactly those seeds (no seed 0 or 1 appears) and the table names them;
+    a count or list that is not one is refused before anything is trained."""
+    out = tmp_path / "t1"
+    args = ["reproduce", "table1", "--budget", "smoke", "--rows", "static", "--set", "train.steps=3", "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--seeds", "2,3"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "static").iterdir() if p.is_dir()) == ["seed2", "seed3"]
+    assert "2 seed(s) (2, 3) per run" in (out / "results.md").read_text()
+    assert json.loads((out / "results.json").read_text())["seeds"] == [2, 3]
+    assert len(json.loads((out / "results.json").read_text())["rows"]["static"]) == 2
+    for bad in ("0", "-1,2", "two"):
+        refused = CliRunner().invoke(cli, [*args, "--seeds", bad])
+        assert refused.exit_code == 2 and "Invalid value for --seeds" in refused.output, refused.output
+        assert "give a count of at least 1" in refused.output
