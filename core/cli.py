@@ -454,17 +454,16 @@ def viz_cmd(run_dir, split, samples, which) -> None:
     _pictures(run_dir, split=split, samples=samples, which=which)
 
 
-def _seeds(text: str) -> int | list[int]:
+def _seeds(text: str) -> list[int]:
     """`--seeds`: "3" is a count (seeds 0, 1, 2); "3,4" (a comma) lists the seeds."""
-    parts = [p.strip() for p in text.split(",")]
+    from rladder.core.reproduce import SEEDS_HINT, seed_list
+
     try:
-        values = [int(p) for p in parts if p]
-    except ValueError:
-        values = []
-    if not values or min(values) < 0 or ("," not in text and values[0] < 1):
-        raise click.BadParameter(f"{text!r}: give a count of at least 1 (--seeds 3) or seeds >= 0 separated by "
-                                 "commas (--seeds 3,4)", param_hint="--seeds")
-    return values if "," in text else values[0]
+        values = [int(p) for p in text.split(",") if p.strip()]
+        return seed_list(values if "," in text else values[0] if values else 0)
+    except (ValueError, ConfigError) as exc:
+        problem = str(exc) if isinstance(exc, ConfigError) else f"{text!r}: {SEEDS_HINT}"
+        raise click.BadParameter(problem, param_hint="--seeds") from None
 
 
 @cli.command("reproduce")

@@ -321,8 +321,9 @@ class Task(nn.Module, abc.ABC):
     ``weight_scale`` is 1 unless the options ramp the weight (``TaskOptions.weight_ramp_*``).
     ``outputs`` maps names to ``(B, T, ...)`` tensors (``encoder.l``, ``decoder.l``,
     ``heads.<name>``); ``batch`` is the dataset's batch dict. A batch may carry ``label_mask`` (B,)
-    bool: supervised tasks then use the labelled samples only, unsupervised tasks use all. A task may own modules or state (a mean
-    teacher owns an EMA copy of the model); they are saved with checkpoints like any ``nn.Module`` state.
+    bool: supervised tasks then use the labelled samples only, unsupervised tasks use all. A task may
+    own modules or state (a mean teacher owns an EMA copy of the model); they are saved with
+    checkpoints like any ``nn.Module`` state.
 
     Metrics: ``update_metrics`` runs on every batch of an evaluation, in every process;
     ``compute_metrics`` must return values **reduced over all processes** of a multi-process run.

@@ -82,6 +82,17 @@ class Recipe:
         return merge(raw, {"seed": seed})
 
 
+SEEDS_HINT = "give a count of at least 1 (3: seeds 0, 1, 2) or the seeds themselves, each >= 0 (3,4)"
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """The seeds of ``--seeds``: a count ``n`` is seeds 0 .. n-1, a sequence the seeds themselves."""
+    seed_ids = list(range(seeds)) if isinstance(seeds, int) else list(dict.fromkeys(seeds))
+    if not seed_ids or min(seed_ids) < 0:
+        raise ConfigError(f"seeds {seeds!r}: {SEEDS_HINT}")
+    return seed_ids
+
+
 def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log=print, parallel: int = 1,
               rows: Sequence[str] = (), sets: Sequence[str] = ()) -> Path:
     """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
@@ -100,9 +111,7 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     threads each) or sharing the GPU. A run that fails is reported in the table and does not stop
     the others. Finished runs are read back, not trained again; an interrupted one is resumed.
     """
-    seed_ids = list(range(seeds)) if isinstance(seeds, int) else list(dict.fromkeys(seeds))
-    if not seed_ids or min(seed_ids) < 0:
-        raise ConfigError(f"seeds {seeds!r}: give a count of at least 1 or seeds that are whole numbers >= 0")
+    seed_ids = seed_list(seeds)
     reg = get_registry()
     comp, options = reg.resolve("recipe", {"name": name}, path="recipe")
     recipe: Recipe = comp.factory(options)
