@@ -52,6 +52,11 @@ class TrainConfig:
         "steps", help="What the schedule's progress follows: the step count (steps), or the larger of the step "
                       "fraction and the fraction of max_minutes used (time: the decay ends at the deadline; "
                       "a run is then no longer bit-reproducible).")
+    decoder_grad_ramp_steps: int = option(
+        0, help="Steps over which the gradient that the decoders send back into the encoder (through e_l(t) -> "
+                "decoder l) grows linearly from 0 to its full value (0 = full from the start). The decoders and "
+                "their heads are trained at full weight from step 0; the encoder is first trained by the costs "
+                "that reach it directly. Needs a model with a decoder.", validator=non_negative)
     clip_grad_norm: float = option(1.0, help="Clip the gradient norm to this (0 = off).", validator=non_negative)
     device: str = option("auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     precision: Precision = option("auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16.")

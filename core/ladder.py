@@ -67,6 +67,42 @@ class FeedbackLink(nn.Module):
         return d
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the gradient is multiplied by ``scale`` on the way back."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:
+        ctx.save_for_backward(scale)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (scale,) = ctx.saved_tensors
+        return grad * scale.to(grad.dtype), None
+
+
+class GradientGate(nn.Module):
+    """Passes e_l(t) to decoder l unchanged and scales the gradient the decoder sends back into the
+    encoder by ``scale`` (a buffer the trainer sets each step, ``train.decoder_grad_ramp_steps``).
+
+    At scale 0 the encoder is trained by the costs that reach it without the decoder (the
+    classification at the top) while the decoders and heads get their full gradient; the forward
+    pass, and so the model, is the same at every scale. ``active`` is False once the scale stays 1.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()), persistent=False)
+        self.active = False
+
+    def set(self, scale: float) -> None:
+        self.scale.fill_(scale)
+        self.active = scale != 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _ScaleGradient.apply(x, self.scale) if self.active and torch.is_grad_enabled() else x
+
+
 class LadderState(NamedTuple):
     """Everything carried from step t-1 to step t: s_l(t-1) per level and d_l(t-1) per level.
 
@@ -124,6 +160,7 @@ class RLadder(Model):
         self.input_shape = tuple(input_shape)
         self.has_decoder = decoder
         self.feedback = decoder and feedback
+        self.decoder_grad = GradientGate()
         for l, level in enumerate(self.levels):
             if decoder and level.decoder is None:
                 raise ValueError(f"level {l} has no decoder cell but the ladder has a decoder")
@@ -197,7 +234,7 @@ class RLadder(Model):
             above = None
             for l in reversed(range(len(levels))):
                 # eq. (3): d_l(t) = g_l(e_l(t), d_{l+1}(t)); d_{L}(t) is absent at the top
-                above = levels[l].decoder(enc_out[l], above)
+                above = levels[l].decoder(self.decoder_grad(enc_out[l]), above)
                 dec_out.append(above)
             dec_out.reverse()
         outputs: dict[str, Tensor] = {}

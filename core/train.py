@@ -42,6 +42,7 @@ from .distributed_ops import all_true, any_true
 from .evaluation import evaluate_all, headline_keys
 from .files import write_text
 from .instruments import Instruments
+from .ladder import GradientGate, RLadder
 from .interfaces import Loader, to_device
 from .labels import plan as label_plan
 from .objective import Carry, corrupt, needed_outputs, prepare, total_loss
@@ -104,6 +105,7 @@ class Trainer:
                 raise ConfigError("train.channels_last applies to 2-D (video) models only")
             self.model = self.model.to(memory_format=torch.channels_last)
         self.tasks = nn.ModuleDict(self.run.tasks).to(self.device)
+        self.decoder_gates = self._decoder_gates()
         params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
         kind = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
         if cfg.compile_optimizer:
@@ -143,6 +145,17 @@ class Trainer:
         else:
             torch.manual_seed(config.seed * 7919 + 1 + dist.rank)   # noise during training, per process
             random.seed(config.seed)
+
+    def _decoder_gates(self) -> list[GradientGate]:
+        """The gates that train.decoder_grad_ramp_steps schedules (one per ladder with a decoder)."""
+        if not self.cfg.decoder_grad_ramp_steps:
+            return []
+        gates = [m.decoder_grad for m in self.model.modules() if isinstance(m, RLadder) and m.has_decoder]
+        if not gates:
+            name = self.config.model.get("name")
+            raise ConfigError(f"train.decoder_grad_ramp_steps = {self.cfg.decoder_grad_ramp_steps} needs a model "
+                              f"with a decoder, and model {name!r} has none: set it to 0")
+        return gates
 
     def _instruments(self) -> Instruments:
         parts = self.model.parts()
@@ -342,6 +355,8 @@ class Trainer:
                     record.update(self.instruments.record(self.dist.world))
                     record.update({f"{label}/weight": task.weight * float(task.weight_scale)
                                    for label, task in self.tasks.items() if task.weight_ramp is not None})
+                    if self.decoder_gates:
+                        record["decoder_grad/scale"] = float(self.decoder_gates[0].scale)
                     self._metrics(record)
                     self._report(bar, record)
                     interval = _Interval()
@@ -388,6 +403,8 @@ class Trainer:
         batch = corrupt(batch, self.cfg.input_noise)
         for task in self.tasks.values():
             task.start_step(self.step)
+        for gate in self.decoder_gates:
+            gate.set(min(1.0, self.step / self.cfg.decoder_grad_ramp_steps))
         with autocast(self.device, self.amp):
             batch = prepare(self.tasks, self.model, batch)
             self.instruments.active = not self.cfg.compile     # forward hooks stay out of compiled graphs

@@ -247,3 +247,34 @@ def test_carry_continues_the_sequences_a_chunked_loader_marks_and_restarts_the_o
         a = carry.run(model, {"x": x[:, :2], "carry": torch.tensor([True, True])}, spec)
         b = again.run(model, {"x": x[:, :2], "carry": torch.tensor([True, True])}, spec)
     torch.testing.assert_close(a["heads.frame"], b["heads.frame"], rtol=0, atol=0)
+
+
+def _grads(model, x, scale):
+    model.zero_grad()
+    model.decoder_grad.set(scale)
+    out, _ = model(x)
+    weights = seq(*out["decoder.0"].shape, seed=1)
+    (out["decoder.0"] * weights).sum().backward()     # a cost on the decoder alone (like next-frame prediction)
+    model.decoder_grad.set(1.0)
+    enc = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for l in model.levels
+           for p in l.encoder.parameters()]
+    dec = [p.grad.clone() for l in model.levels for p in l.decoder.parameters()]
+    return out["decoder.0"].detach(), enc, dec
+
+
+def test_the_decoder_gradient_gate_scales_what_the_decoders_send_into_the_encoder():
+    """One step: every path from a decoder cost into the encoder crosses one e_l(t) -> decoder l edge."""
+    model = video_ladder()
+    _perturb_decoders(model)                # away from the Ladder init, where d_l = 0 passes no gradient on
+    x = seq(2, 1, 1, 8, 8)
+    full_out, full_enc, full_dec = _grads(model, x, 1.0)
+    half_out, half_enc, half_dec = _grads(model, x, 0.5)
+    off_out, off_enc, off_dec = _grads(model, x, 0.0)
+    torch.testing.assert_close(off_out, full_out, rtol=0, atol=0)       # the forward pass does not change
+    assert sum(g.abs().sum() for g in full_enc) > 0
+    assert all(g.abs().sum() == 0 for g in off_enc)                       # the encoder gets nothing at 0
+    for h, f in zip(half_enc, full_enc):
+        torch.testing.assert_close(h, 0.5 * f)
+    for o, h, f in zip(off_dec, half_dec, full_dec):                      # the decoders get their full gradient
+        torch.testing.assert_close(o, f)
+        torch.testing.assert_close(h, f)

@@ -163,6 +163,28 @@ def test_a_bad_weight_ramp_is_refused_where_it_is_written(config_file, tmp_path,
         make_trainer(config_file, tmp_path / "run", "tasks.predict.weight_ramp_steps=-5")
 
 
+def test_the_decoder_gradient_ramp_opens_the_encoder_to_the_decoders_step_by_step(config_file, tmp_path,
+                                                                                  make_trainer):
+    """train.decoder_grad_ramp_steps: the gate's scale in force at each step is logged; at scale 0 the
+    encoder learns from the classification alone, so its weights move as in a run without prediction."""
+    trainer = make_trainer(config_file, tmp_path / "run", "train.steps=6", "train.log_every=1",
+                           "train.decoder_grad_ramp_steps=4")
+    trainer.fit()
+    train = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["decoder_grad/scale"] for r in train if r["split"] == "train"] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert not trainer.decoder_gates[0].active                  # at full scale the gate is out of the graph
+    assert trainer.decoder_gates == [trainer.model.decoder_grad]   # the engine's gate (its effect: test_ladder.py)
+
+
+def test_a_decoder_gradient_ramp_without_a_decoder_is_refused(config_file, tmp_path, make_trainer):
+    classify_only = tmp_path / "classify.toml"
+    classify_only.write_text(config_file.read_text().replace('[tasks.predict]\nname = "next_step"\n', ""))
+    with pytest.raises(ConfigError, match="decoder_grad_ramp_steps = 3 needs a model with a decoder, and model "
+                                          "'omm_hierarchical_rnn' has none"):
+        make_trainer(classify_only, tmp_path / "run", "model.name=omm_hierarchical_rnn",
+                     "train.decoder_grad_ramp_steps=3")
+
+
 def test_cli_train_eval_predict_viz(config_file, tmp_path):
     run = tmp_path / "run"
     runner = CliRunner()
