@@ -150,6 +150,23 @@ def test_the_readme_main_job_is_the_rladder_row_of_the_cpu_table():
     assert quick == table
 
 
+def test_the_long_cpu_budget_is_the_cpu_budget_with_twice_the_steps():
+    """docs/results.md measured `--budget cpu --set train.steps=5000 --set tasks.predict.weight_ramp_steps=2000`
+    (rows with both tasks) and `--set train.steps=5000` (the others) before `cpu-long` existed: the same runs."""
+    from rladder.core.config import resolve, to_dict
+
+    reg = get_registry()
+    recipe = reg.build("recipe", "table1")
+    for row in recipe.rows:
+        long = to_dict(resolve(recipe.config(row, "cpu-long", 0), reg))
+        short = to_dict(resolve(recipe.config(row, "cpu", 0), reg))
+        short["train"]["steps"] = 5000
+        if row.key in ("rladder", "rladder_no_feedback"):
+            assert short["tasks"]["predict"]["weight_ramp_steps"] == 1000
+            short["tasks"]["predict"]["weight_ramp_steps"] = 2000
+        assert long == short, row.key
+
+
 def test_seeds_can_be_listed_to_add_seeds_to_a_table(tmp_path):
     """`--seeds 2,3` trains exactly those seeds (no seed 0 or 1 appears) and the table names them;
     a count or list that is not one is refused before anything is trained."""
