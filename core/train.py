@@ -42,9 +42,9 @@ from .distributed_ops import all_true, any_true
 from .evaluation import evaluate_all, headline_keys
 from .files import write_text
 from .instruments import Instruments
-from .ladder import GradientGate, RLadder
 from .interfaces import Loader, to_device
 from .labels import plan as label_plan
+from .ladder import GradientGate, RLadder
 from .objective import Carry, corrupt, needed_outputs, prepare, total_loss
 from .versions import rladder_version
 
