@@ -165,8 +165,7 @@ def test_a_bad_weight_ramp_is_refused_where_it_is_written(config_file, tmp_path,
 
 def test_the_decoder_gradient_ramp_opens_the_encoder_to_the_decoders_step_by_step(config_file, tmp_path,
                                                                                   make_trainer):
-    """train.decoder_grad_ramp_steps: the gate's scale in force at each step is logged; at scale 0 the
-    encoder learns from the classification alone, so its weights move as in a run without prediction."""
+    """train.decoder_grad_ramp_steps: the trainer sets the engine's gate each step and logs the scale in force."""
     trainer = make_trainer(config_file, tmp_path / "run", "train.steps=6", "train.log_every=1",
                            "train.decoder_grad_ramp_steps=4")
     trainer.fit()
