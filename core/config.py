@@ -57,6 +57,16 @@ class TrainConfig:
                 "decoder l) grows linearly from 0 to its full value (0 = full from the start). The decoders and "
                 "their heads are trained at full weight from step 0; the encoder is first trained by the costs "
                 "that reach it directly. Needs a model with a decoder.", validator=non_negative)
+    protect_task: str = option(
+        "", help="The label of a main task (for example 'classify') that the other tasks' gradient may not "
+                 "overrule: each step the main task's gradient and the others' are computed apart (two backward "
+                 "passes: 1.7-1.8 times the step time, measured on CPU), the others' is changed as "
+                 "train.protect_by says, and the two are summed. '' = off. One process only.")
+    protect_by: Literal["projection", "norm_cap"] = option(
+        "projection", help="projection: when the others' gradient points against the main task's (a negative dot "
+                           "product over all parameters), its opposing component is removed (one-sided gradient "
+                           "projection). norm_cap: in every parameter tensor that the main task trains, the others' "
+                           "gradient is scaled down to at most the main task's norm there.")
     clip_grad_norm: float = option(1.0, help="Clip the gradient norm to this (0 = off).", validator=non_negative)
     device: str = option("auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     precision: Precision = option("auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16.")

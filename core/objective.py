@@ -83,16 +83,49 @@ class Carry:
 
 
 def total_loss(tasks: Mapping[str, Task], outputs: Mapping[str, Tensor],
-               batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+               batch: Mapping[str, Tensor], main: str = "") -> tuple[Tensor, dict[str, Tensor]]:
     """``sum_k weight_k * scale_k * cost_k`` (``scale_k``: a weight ramp's fraction, else 1) and the
-    unweighted cost of every task (detached)."""
+    unweighted cost of every task (detached). With ``main`` (a task label) the first value is instead
+    the pair ``stack([main task's term, sum of the others' terms])``, for ``train.protect_task``."""
     parts: dict[str, Tensor] = {}
-    total = None
+    terms: dict[str, Tensor] = {}
     for label, task in tasks.items():
         cost = task.loss(outputs, batch)
         parts[label] = cost.detach()
-        term = task.weight * task.weight_scale * cost
+        terms[label] = task.weight * task.weight_scale * cost
+    if main:
+        rest = [t for label, t in terms.items() if label != main]
+        return torch.stack([terms[main].float(), sum(rest[1:], rest[0]).float()]), parts
+    total = None
+    for term in terms.values():
         total = term if total is None else total + term
     if total is None:
         total = torch.zeros((), device=next(iter(outputs.values())).device)
     return total, parts
+
+
+@torch.no_grad()
+def project_conflict(main: list[Tensor], other: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+    """``main + other``, where ``other`` first loses its component along ``main`` if it points against
+    it (``<other, main> < 0``, the dot product over all tensors); and the cosine of the two. One-sided
+    gradient projection: the main task's gradient is never changed."""
+    dot = torch.stack([(o * m).sum() for o, m in zip(other, main)]).sum()
+    main_sq = torch.stack([m.pow(2).sum() for m in main]).sum()
+    other_sq = torch.stack([o.pow(2).sum() for o in other]).sum()
+    coef = (dot / main_sq.clamp_min(1e-30)).clamp(max=0.0)     # < 0 only when they conflict
+    summed = [o + (1.0 - coef) * m for o, m in zip(other, main)]
+    return summed, dot / (main_sq * other_sq).sqrt().clamp_min(1e-30)
+
+
+@torch.no_grad()
+def cap_norms(main: list[Tensor], other: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+    """``main + other``, where in every tensor that ``main`` reaches (non-zero) ``other`` is first scaled
+    down, if needed, to the norm of ``main`` there; and the share of those tensors that were scaled. In
+    parameters that both train, the other tasks can then move Adam's update at most as much as the
+    main task; parameters only they train keep their full gradient."""
+    m_norm = torch.stack(torch._foreach_norm(main)).float()
+    o_norm = torch.stack(torch._foreach_norm(other)).float()
+    shared = m_norm > 0
+    scale = torch.where(shared & (o_norm > m_norm), m_norm / o_norm.clamp_min(1e-30), torch.ones_like(m_norm))
+    summed = [m + f.to(o.dtype) * o for m, o, f in zip(main, other, scale.unbind())]
+    return summed, ((scale < 1) & shared).float().sum() / shared.float().sum().clamp_min(1)

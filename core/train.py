@@ -45,7 +45,7 @@ from .instruments import Instruments
 from .interfaces import Loader, to_device
 from .labels import plan as label_plan
 from .ladder import GradientGate, RLadder
-from .objective import Carry, corrupt, needed_outputs, prepare, total_loss
+from .objective import Carry, cap_norms, corrupt, needed_outputs, prepare, project_conflict, total_loss
 from .versions import rladder_version
 
 
@@ -106,7 +106,10 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.tasks = nn.ModuleDict(self.run.tasks).to(self.device)
         self.decoder_gates = self._decoder_gates()
+        self._check_protect_task()
         params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
+        self.params = params
+        self.conflict = torch.zeros(3, device=self.device)   # log-interval sums: cosine, share changed, steps
         kind = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
         if cfg.compile_optimizer:
             if self.amp == torch.float16:
@@ -156,6 +159,37 @@ class Trainer:
             raise ConfigError(f"train.decoder_grad_ramp_steps = {self.cfg.decoder_grad_ramp_steps} needs a model "
                               f"with a decoder, and model {name!r} has none: set it to 0")
         return gates
+
+    def _check_protect_task(self) -> None:
+        main = self.cfg.protect_task
+        if not main:
+            return
+        if main not in self.tasks:
+            raise ConfigError(f"train.protect_task = {main!r} is not a task of this run; its tasks are: "
+                              f"{', '.join(self.tasks)}")
+        if len(self.tasks) < 2:
+            raise ConfigError(f"train.protect_task = {main!r} needs at least one other task to protect it from; "
+                              f"this run has only {main!r}: set it to ''")
+        if self.dist.world > 1:
+            raise ConfigError("train.protect_task runs on one process only (its two backward passes bypass the "
+                              "gradient averaging of several processes): set it to '' or train with --nproc 1")
+
+    def _protected_backward(self, pair: torch.Tensor) -> None:
+        """Gradients of ``pair = [main term, other terms]`` apart, then their one-sided projection."""
+        scale = self.scaler.scale if self.scaler else (lambda t: t)
+        main = torch.autograd.grad(scale(pair[0]), self.params, retain_graph=True, allow_unused=True)
+        other = torch.autograd.grad(scale(pair[1]), self.params, allow_unused=True)
+        fill = lambda gs: [torch.zeros_like(p) if g is None else g for g, p in zip(gs, self.params)]
+        main, other = fill(main), fill(other)
+        if self.cfg.protect_by == "norm_cap":
+            summed, changed = cap_norms(main, other)
+            cos = project_conflict(main, other)[1]
+        else:
+            summed, cos = project_conflict(main, other)
+            changed = cos < 0
+        for p, g in zip(self.params, summed):
+            p.grad = g
+        self.conflict += torch.stack([cos.float(), changed.float().to(cos.device), torch.ones((), device=cos.device)])
 
     def _instruments(self) -> Instruments:
         parts = self.model.parts()
@@ -357,6 +391,11 @@ class Trainer:
                                    for label, task in self.tasks.items() if task.weight_ramp is not None})
                     if self.decoder_gates:
                         record["decoder_grad/scale"] = float(self.decoder_gates[0].scale)
+                    if self.cfg.protect_task:
+                        cos, changed, _ = (self.conflict / self.conflict[2].clamp_min(1)).tolist()
+                        key = "protect/capped" if self.cfg.protect_by == "norm_cap" else "protect/projected"
+                        record.update({"protect/cosine": cos, key: changed})
+                        self.conflict.zero_()
                     self._metrics(record)
                     self._report(bar, record)
                     interval = _Interval()
@@ -397,7 +436,7 @@ class Trainer:
     def _eager_forward_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model over the batch and the weighted sum of the task costs (the part that is compiled)."""
         outputs = self.carry.run(self.model, batch, self.run.spec, self.keep, forward=self.forward_model)
-        return total_loss(self.tasks, outputs, batch)
+        return total_loss(self.tasks, outputs, batch, self.cfg.protect_task)
 
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
@@ -415,7 +454,12 @@ class Trainer:
             finally:
                 self.instruments.active = False
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler:
+        if self.cfg.protect_task:
+            self._protected_backward(loss)
+            loss = loss.sum()
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+        elif self.scaler:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         else:

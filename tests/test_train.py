@@ -20,6 +20,8 @@ from rladder.core import Needs, Task, TaskOptions, checkpoint
 from rladder.core.cli import cli
 from rladder.core.train import Interrupted, TrainingStopped, lr_factor
 from rladder.core.config import TrainConfig
+from rladder.core.interfaces import to_device
+from rladder.core.objective import cap_norms, corrupt, prepare, project_conflict
 from rladder.registry import Component, ConfigError, get_registry, hookimpl
 
 TINY = pathlib.Path(__file__).resolve().parent / "configs" / "tiny_omm.toml"
@@ -182,6 +184,87 @@ def test_a_decoder_gradient_ramp_without_a_decoder_is_refused(config_file, tmp_p
                                           "'omm_hierarchical_rnn' has none"):
         make_trainer(classify_only, tmp_path / "run", "model.name=omm_hierarchical_rnn",
                      "train.decoder_grad_ramp_steps=3")
+
+
+def test_one_sided_projection_removes_only_the_part_that_opposes_the_main_gradient():
+    main = [torch.tensor([1.0, 0.0]), torch.tensor([0.0])]
+    opposing = [torch.tensor([-2.0, 3.0]), torch.tensor([0.0])]
+    summed, cos = project_conflict(main, opposing)
+    # the opposing -2 along main is removed, the orthogonal 3 kept, the main gradient added unchanged
+    assert torch.equal(summed[0], torch.tensor([1.0, 3.0])) and float(cos) == pytest.approx(-2 / 13 ** 0.5)
+    agreeing = [torch.tensor([2.0, 3.0]), torch.tensor([1.0])]
+    summed, cos = project_conflict(main, agreeing)
+    assert torch.equal(summed[0], torch.tensor([3.0, 3.0])) and torch.equal(summed[1], torch.tensor([1.0]))
+    assert float(cos) > 0
+
+
+def test_the_norm_cap_shrinks_the_other_gradient_only_where_it_outweighs_the_main_one():
+    main = [torch.tensor([3.0, 4.0]), torch.tensor([1.0]), torch.tensor([0.0, 0.0])]
+    other = [torch.tensor([0.0, 10.0]), torch.tensor([0.5]), torch.tensor([7.0, 0.0])]
+    summed, share = cap_norms(main, other)
+    assert torch.allclose(summed[0], torch.tensor([3.0, 9.0]))     # norm 10 scaled to the main task's 5
+    assert torch.equal(summed[1], torch.tensor([1.5]))               # smaller than the main task's: kept
+    assert torch.equal(summed[2], torch.tensor([7.0, 0.0]))          # a tensor only the others train: kept
+    assert float(share) == 0.5                                        # 1 of the 2 shared tensors was capped
+
+
+def test_protect_task_sums_the_projected_gradients_of_its_two_backward_passes(config_file, tmp_path, make_trainer):
+    """train.protect_task: the step's gradient is the main task's plus the others' without the opposing
+    part, computed here independently from the same batch; the cosine and share of projected steps are logged."""
+    trainer = make_trainer(config_file, tmp_path / "run", "train.protect_task=classify", "train.steps=3",
+                           "train.log_every=1", "train.clip_grad_norm=0")
+    batch = to_device(next(trainer._batches()), trainer.device)
+    trainer._train_step(batch)    # at initialisation the decoders pass no prediction gradient to the encoder
+    torch.manual_seed(0)
+    pair, _ = trainer._forward_loss(prepare(trainer.tasks, trainer.model, corrupt(batch, trainer.cfg.input_noise)))
+    main = torch.autograd.grad(pair[0], trainer.params, retain_graph=True, allow_unused=True)
+    other = torch.autograd.grad(pair[1], trainer.params, allow_unused=True)
+    zero = lambda gs: [torch.zeros_like(p) if g is None else g for g, p in zip(gs, trainer.params)]
+    main, other = zero(main), zero(other)
+    dot = sum(float((m * o).sum()) for m, o in zip(main, other))
+    assert any(float(o.abs().sum()) > 0 for o in other) and dot != 0
+    torch.manual_seed(0)
+    trainer._train_step(batch)
+    coef = min(0.0, dot / sum(float(m.pow(2).sum()) for m in main))
+    for p, m, o in zip(trainer.params, main, other):
+        torch.testing.assert_close(p.grad, o + (1 - coef) * m, rtol=1e-4, atol=1e-7)
+    trainer.fit()
+    train = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in train if r["split"] == "train"]
+    assert len(records) == 3 and all(-1 <= r["protect/cosine"] <= 1 and 0 <= r["protect/projected"] <= 1
+                                     for r in records)
+
+
+def test_protect_by_norm_cap_caps_the_other_tasks_per_parameter_tensor(config_file, tmp_path, make_trainer):
+    trainer = make_trainer(config_file, tmp_path / "run", "train.protect_task=classify", "train.protect_by=norm_cap",
+                           "tasks.predict.weight=100", "train.steps=3", "train.log_every=1", "train.clip_grad_norm=0")
+    batch = to_device(next(trainer._batches()), trainer.device)
+    for _ in range(3):            # the prediction gradient reaches the encoder as the decoders start to pass it
+        trainer._train_step(batch)
+    torch.manual_seed(0)
+    pair, _ = trainer._forward_loss(prepare(trainer.tasks, trainer.model, corrupt(batch, trainer.cfg.input_noise)))
+    zero = lambda gs: [torch.zeros_like(p) if g is None else g for g, p in zip(gs, trainer.params)]
+    main = zero(torch.autograd.grad(pair[0], trainer.params, retain_graph=True, allow_unused=True))
+    other = zero(torch.autograd.grad(pair[1], trainer.params, allow_unused=True))
+    assert any(o.norm() > m.norm() > 0 for m, o in zip(main, other))   # prediction outweighs somewhere
+    torch.manual_seed(0)
+    trainer._train_step(batch)
+    for p, m, o in zip(trainer.params, main, other):
+        factor = min(1.0, float(m.norm() / o.norm())) if m.norm() > 0 and o.norm() > 0 else 1.0
+        torch.testing.assert_close(p.grad, m + factor * o, rtol=1e-4, atol=1e-7)
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < r["protect/capped"] <= 1 for r in records if r["split"] == "train")
+
+
+def test_a_protected_task_must_exist_and_have_others_to_be_protected_from(config_file, tmp_path, make_trainer):
+    with pytest.raises(ConfigError, match="train.protect_task = 'clasify' is not a task of this run; its tasks "
+                                          "are: predict, classify"):
+        make_trainer(config_file, tmp_path / "a", "train.protect_task=clasify")
+    classify_only = tmp_path / "classify.toml"
+    classify_only.write_text(config_file.read_text().replace('[tasks.predict]\nname = "next_step"\n', ""))
+    with pytest.raises(ConfigError, match="needs at least one other task"):
+        make_trainer(classify_only, tmp_path / "b", "model.name=omm_hierarchical_rnn", "train.protect_task=classify")
 
 
 def test_cli_train_eval_predict_viz(config_file, tmp_path):
