@@ -60,7 +60,7 @@ class TrainConfig:
     protect_task: str = option(
         "", help="The label of a main task (for example 'classify') that the other tasks' gradient may not "
                  "overrule: each step the main task's gradient and the others' are computed apart (two backward "
-                 "passes: 1.7-1.8 times the step time, measured on CPU), the others' is changed as "
+                 "passes: 1.6-1.7 times the step time, measured on CPU), the others' is changed as "
                  "train.protect_by says, and the two are summed. '' = off. One process only.")
     protect_by: Literal["projection", "norm_cap"] = option(
         "projection", help="projection: when the others' gradient points against the main task's (a negative dot "
