@@ -177,18 +177,18 @@ class Trainer:
     def _protected_backward(self, pair: torch.Tensor) -> None:
         """Gradients of ``pair = [main term, other terms]`` apart, then their one-sided projection."""
         scale = self.scaler.scale if self.scaler else (lambda t: t)
-        main = torch.autograd.grad(scale(pair[0]), self.params, retain_graph=True, allow_unused=True)
-        other = torch.autograd.grad(scale(pair[1]), self.params, allow_unused=True)
+        main_raw = torch.autograd.grad(scale(pair[0]), self.params, retain_graph=True, allow_unused=True)
+        other_raw = torch.autograd.grad(scale(pair[1]), self.params, allow_unused=True)
         fill = lambda gs: [torch.zeros_like(p) if g is None else g for g, p in zip(gs, self.params)]
-        main, other = fill(main), fill(other)
+        main, other = fill(main_raw), fill(other_raw)
         if self.cfg.protect_by == "norm_cap":
             summed, changed = cap_norms(main, other)
             cos = project_conflict(main, other)[1]
         else:
             summed, cos = project_conflict(main, other)
             changed = cos < 0
-        for p, g in zip(self.params, summed):
-            p.grad = g
+        for p, g, a, b in zip(self.params, summed, main_raw, other_raw):
+            p.grad = None if a is None and b is None else g      # a parameter no cost reaches keeps no gradient
         self.conflict += torch.stack([cos.float(), changed.float().to(cos.device), torch.ones((), device=cos.device)])
 
     def _instruments(self) -> Instruments:
