@@ -45,7 +45,8 @@ from .instruments import Instruments
 from .interfaces import Loader, to_device
 from .labels import plan as label_plan
 from .ladder import GradientGate, RLadder
-from .objective import Carry, cap_norms, corrupt, needed_outputs, prepare, project_conflict, total_loss
+from .objective import (Carry, cap_norms, corrupt, gradient_cosine, needed_outputs, prepare, project_conflict,
+                        total_loss)
 from .versions import rladder_version
 
 
@@ -175,7 +176,8 @@ class Trainer:
                               "gradient averaging of several processes): set it to '' or train with --nproc 1")
 
     def _protected_backward(self, pair: torch.Tensor) -> None:
-        """Gradients of ``pair = [main term, other terms]`` apart, then their one-sided projection."""
+        """Gradients of ``pair = [main term, other terms]`` apart, then the others' changed as
+        ``train.protect_by`` says and the two summed into ``.grad``."""
         scale = self.scaler.scale if self.scaler else (lambda t: t)
         main_raw = torch.autograd.grad(scale(pair[0]), self.params, retain_graph=True, allow_unused=True)
         other_raw = torch.autograd.grad(scale(pair[1]), self.params, allow_unused=True)
@@ -183,7 +185,7 @@ class Trainer:
         main, other = fill(main_raw), fill(other_raw)
         if self.cfg.protect_by == "norm_cap":
             summed, changed = cap_norms(main, other)
-            cos = project_conflict(main, other)[1]
+            cos = gradient_cosine(main, other)
         else:
             summed, cos = project_conflict(main, other)
             changed = cos < 0
