@@ -104,17 +104,18 @@ def total_loss(tasks: Mapping[str, Task], outputs: Mapping[str, Tensor],
     return total, parts
 
 
-def _dot_and_squares(main: list[Tensor], other: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """<other, main>, |main|^2 and |other|^2, each over all the tensors."""
+def _dot_and_cosine(main: list[Tensor], other: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """<other, main>, |main|^2 and the cosine of the two, each over all the tensors."""
     dot = torch.stack([(o * m).sum() for o, m in zip(other, main)]).sum()
-    return dot, torch.stack([m.pow(2).sum() for m in main]).sum(), torch.stack([o.pow(2).sum() for o in other]).sum()
+    main_sq = torch.stack([m.pow(2).sum() for m in main]).sum()
+    other_sq = torch.stack([o.pow(2).sum() for o in other]).sum()
+    return dot, main_sq, dot / (main_sq * other_sq).sqrt().clamp_min(1e-30)
 
 
 @torch.no_grad()
 def gradient_cosine(main: list[Tensor], other: list[Tensor]) -> Tensor:
     """The cosine between two gradients given as lists of tensors (over all the tensors)."""
-    dot, main_sq, other_sq = _dot_and_squares(main, other)
-    return dot / (main_sq * other_sq).sqrt().clamp_min(1e-30)
+    return _dot_and_cosine(main, other)[2]
 
 
 @torch.no_grad()
@@ -122,10 +123,10 @@ def project_conflict(main: list[Tensor], other: list[Tensor]) -> tuple[list[Tens
     """``main + other``, where ``other`` first loses its component along ``main`` if it points against
     it (``<other, main> < 0``, the dot product over all tensors); and the cosine of the two. One-sided
     gradient projection: the main task's gradient is never changed."""
-    dot, main_sq, other_sq = _dot_and_squares(main, other)
+    dot, main_sq, cos = _dot_and_cosine(main, other)
     coef = (dot / main_sq.clamp_min(1e-30)).clamp(max=0.0)     # < 0 only when they conflict
     summed = [o + (1.0 - coef) * m for o, m in zip(other, main)]
-    return summed, dot / (main_sq * other_sq).sqrt().clamp_min(1e-30)
+    return summed, cos
 
 
 @torch.no_grad()
