@@ -13,7 +13,7 @@ the previous estimates (z = z_init and m = softmax_k(N(0, s_m^2)), s_m = ``mask_
 z_init plus a random constant per group and sample with ``z_init_spread``; in evaluation the initial masks and
 offsets come from a generator seeded with ``init_seed``), v the variance:
 
-    dz = m (x~ - z)
+    dz = m (x~ - z)                                   # m = softmax_k(a / T) of the previous step (T = 1: Tagger)
     l_k = sum_c 1/2 log(s^2 + v^2) + (z_k - x~)^2 / (2 (s^2 + v^2)),  L(m) = softmax_k(-l)   (s = noise_std)
     h = ReLU(Norm(W [z, dz, m, L(m)]) + b)            # a 1x1 conv to `hidden` channels, per group
     outputs, state = inner.step(h, state)             # B*K samples
@@ -130,6 +130,9 @@ class RTaggerOptions:
     mask_init_std: float = option(1.0, help="Std of the Gaussian logits of the initial masks (Tagger: 1); larger "
                                             "gives sharper random initial masks.")
     mask_scale_init: float = option(1.0, help="Initial value of c2, the scale of the mask logits (Tagger: 1).")
+    input_mask_temperature: float = option(1.0, help="The masks m fed to the next step are softmax_k(a / T) (Tagger: "
+                                                     "T = 1, the cost's pi). T < 1 sharpens them, so a group sees "
+                                                     "less of the pixels other groups own.", validator=positive)
     mask_init_smooth: int = option(0, help="Box-blur radius (pixels) of the initial mask logits, applied twice and "
                                            "rescaled to mask_init_std: 0 gives Tagger's independent pixels, r > 0 "
                                            "spatially smooth random blobs.")
@@ -233,7 +236,8 @@ class RTagger(Model):
             outputs["heads.class"] = self.classify(out[self.top_name]).unflatten(0, (b, k))
         if keep is not None:
             outputs = {name: t for name, t in outputs.items() if name in keep}
-        return outputs, TaggerState(inner, z, torch.softmax(a, dim=1), state.steps + 1)
+        m = torch.softmax(a / self.options.input_mask_temperature, dim=1)
+        return outputs, TaggerState(inner, z, m, state.steps + 1)
 
     def parts(self) -> dict[str, nn.Module]:
         parts = dict(self.inner.parts())

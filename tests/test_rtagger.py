@@ -321,3 +321,19 @@ def test_initial_variance_and_distinct_initial_reconstructions_make_L_m_see_the_
     scores, _ = GT.ami_scores(masks, torch.log(lm))
     split = (z0.mean(1) - 0.5).abs() < 0.29         # the midpoint of z_1 and z_2 between the intensities 0.2 and 0.8
     assert split.sum() > 10 and np.allclose(scores[split.numpy()], 1.0)
+
+
+def test_input_mask_temperature_sharpens_the_masks_the_next_step_sees_but_not_the_costs_pi():
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    outs, states = [], []
+    for t in (1.0, 0.1):
+        torch.manual_seed(0)
+        model = build_model({**SMALL, "input_mask_temperature": t}, IMAGE).eval()
+        out, state = model.step(x, None)
+        outs.append(out["heads.mask_logits"])
+        states.append(state.m)
+        assert torch.allclose(state.m, torch.softmax(out["heads.mask_logits"] / t, dim=1))
+    assert torch.equal(outs[0], outs[1])                        # same weights, same first step: same logits
+    assert states[1].amax(1).mean() > states[0].amax(1).mean() + 0.1    # T = 0.1: masks near one-hot
+    with pytest.raises(Exception, match="input_mask_temperature"):
+        build_model({**SMALL, "input_mask_temperature": 0.0}, IMAGE)
