@@ -136,8 +136,19 @@ def evaluate(model, data, iterations: int, k: int) -> dict[str, object]:
             "spread_logits": group_spread(a[:, 0].flatten(0, 1), k)}
 
 
+def width_depth(text: str) -> tuple[int, int]:
+    """``--plain``'s 'WIDTH,DEPTH' as two positive integers (argparse reports the error)."""
+    try:
+        width, depth = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTH,DEPTH such as 32,7, got {text!r}") from None
+    if width < 1 or depth < 1:
+        raise argparse.ArgumentTypeError(f"WIDTH and DEPTH must be positive, got {text!r}")
+    return width, depth
+
+
 def plain_segmenter(width: int, depth: int) -> torch.nn.Module:
-    """DEPTH dilated 3x3 convs (receptive field 33 pixels at depth 7) and a 1x1 conv to one logit."""
+    """DEPTH dilated 3x3 convs (receptive field 37 pixels at depth 7: 1 + 2 x the summed dilations) and a 1x1 conv to one logit."""
     from torch import nn
 
     layers, c = [], 1
@@ -153,7 +164,7 @@ def train_plain(args, train: dict, val: dict) -> None:
     import torch.nn.functional as F
     from rladder.plugins import grouping_tasks as GT
 
-    width, depth = (int(v) for v in args.plain.split(","))
+    width, depth = args.plain
     net = plain_segmenter(width, depth)
     print(f"plain segmenter: width {width}, depth {depth}, parameters {sum(p.numel() for p in net.parameters()):,}")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -209,10 +220,14 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--plain", metavar="WIDTH,DEPTH",
+    ap.add_argument("--plain", metavar="WIDTH,DEPTH", type=width_depth,
                     help="train a plain supervised segmenter instead of a Tagger (the data's bound)")
     ap.add_argument("--picture", type=Path, help="draw Fig. 6 of held-out images here at the end")
     args = ap.parse_args()
+    if args.supervised_until is not None and not args.supervised_masks:
+        ap.error("--supervised-until needs --supervised-masks (it says when the mask cost stops)")
+    if args.data != "{}" and not args.textured:
+        ap.error("--data sets textured MNIST's options; add --textured")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     from rladder.core import DataSpec, build_model
