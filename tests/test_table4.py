@@ -46,3 +46,23 @@ def test_table4_rows_and_budgets():
     rows = {r.key: [{"ami/ami_t1": 0.5, "ami/ami_t2": 0.6, "ami/ami_t3": 0.7, "ami/ami": 0.7}] for r in recipe.rows}
     text = markdown(recipe, rows, "cpu", 1, {}, 60.0)
     assert "| AMI, RTagger (50k labelled) | 0.50 | 0.55 | 0.60 | 0.75 | 0.70 | 0.80 ± 0.01 |" in text
+
+
+def test_the_textured_config_is_the_rtagger_row_of_the_cpu_table():
+    """configs/grouping/rtagger_textured.toml says it holds the `cpu` sizes of the table's RTagger row: it does,
+    with batch norm in every textured row's ladder and nearly uniform initial masks; the video row keeps its own."""
+    from pathlib import Path
+
+    from rladder.core.config import load_config, resolve, to_dict
+
+    reg = get_registry()
+    recipe = reg.build("recipe", "table4")
+    configs = {r.key: to_dict(resolve(recipe.config(r, "cpu", 0), reg)) for r in recipe.rows}
+    textured = to_dict(load_config([Path(__file__).parents[1] / "configs" / "grouping" / "rtagger_textured.toml"]))
+    assert textured == configs["rtagger"]
+    for key in ("rtagger", "tagger", "rtagger_1k", "tagger_1k"):
+        assert configs[key]["model"]["ladder"]["norm"] == "batch", key
+        assert configs[key]["model"]["mask_init_std"] == 0.02, key
+    assert configs["convnet"]["model"]["norm"] == configs["convnet_1k"]["model"]["norm"] == "batch"
+    video = configs["rtagger_video"]["model"]
+    assert video["mask_init_std"] == 2.0 and video["ladder"]["norm"] == "group"
