@@ -128,7 +128,8 @@ class RTaggerOptions:
     class_source: str = option("encoder.-1", help="Inner output the per-group class logits are read from.")
     init_seed: int = option(0, help="Seed of the initial masks in evaluation (training draws them afresh).")
     mask_init_std: float = option(1.0, help="Std of the Gaussian logits of the initial masks (Tagger: 1); larger "
-                                            "gives sharper random initial masks.")
+                                            "gives sharper random initial masks, smaller ones (0.02 in the `cpu` "
+                                            "recipe) show every group nearly the whole image (docs/table4.md).")
     mask_scale_init: float = option(1.0, help="Initial value of c2, the scale of the mask logits (Tagger: 1).")
     input_mask_temperature: float = option(1.0, help="The masks m fed to the next step are softmax_k(a / T) (Tagger: "
                                                      "T = 1, the cost's pi). T < 1 sharpens them, so a group sees "
