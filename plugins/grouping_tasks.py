@@ -23,6 +23,10 @@ Outputs read (layouts in rladder.plugins.rtagger): ``heads.recon`` z (B, T, K, C
   are left out); a sample without such pixels is skipped. Static targets ``(B, G, *S)`` are
   compared at every step, per-step targets ``(B, T, G, *S)`` step by step. Metrics: ``ami_t<i>``,
   ``ami`` (the last step, or the mean over steps with ``average = "mean"``). No cost.
+* ``taught_masks`` (a probe, not in the paper): the cross-entropy of pi against the true segmentation,
+  under the best assignment of true groups to groups per sample, on the same sure pixels as ``ami``. With a
+  weight that fades (``weight_ramp_from`` above 1) it asks whether the model's own costs keep a grouping once
+  it has been taught one. Metric: ``ce``.
 
 Figures: ``tagger_denoise`` draws ``grouping.png`` (like the paper's Fig. 6: per step the
 reconstruction of every group and the input coloured by group), ``mixture_predict`` draws
@@ -365,6 +369,77 @@ class AMI(Task):
         return [Metric("ami", "segmentation AMI", better="max")]
 
 
+# --------------------------------------------------------------------------- taught masks (a probe)
+def taught_masks_cost(logits: Tensor, true_masks: Tensor, threshold: float = 0.9) -> Tensor:
+    """Per sample, the cross-entropy of the groups pi = softmax_K(logits) against the true groups under the
+    best assignment of the G true groups to G of the K groups (one assignment per sample, the same at
+    every step), over the pixels whose true mask maximum exceeds ``threshold``; the mean over samples.
+
+    ``logits`` (B, T, K, 1, *S); ``true_masks`` (B, G, *S) (static: the same at every step) or
+    (B, T, G, *S)."""
+    import itertools
+
+    b, t, k = logits.shape[:3]
+    if true_masks.dim() == logits.dim() - 2:
+        true_masks = true_masks.unsqueeze(1).expand(b, t, *true_masks.shape[1:])
+    g = true_masks.shape[2]
+    if g > k:
+        raise ContractError(f"the data has {g} true groups and the model {k}: teaching the masks needs "
+                            f"model.groups >= {g}")
+    log_pi = torch.log_softmax(logits.float(), 2)[:, :, :, 0].flatten(3)                  # (B, T, K, P)
+    true = true_masks.float().flatten(3)                                                  # (B, T, G, P)
+    keep = (true.max(2).values > threshold).float()                                       # (B, T, P)
+    label = true.argmax(2)                                                                # (B, T, P)
+    count = keep.sum((1, 2)).clamp(min=1)
+    costs = []
+    for perm in itertools.permutations(range(k), g):
+        own = torch.tensor(perm, device=logits.device)[label]                             # each pixel's group
+        ll = log_pi.gather(2, own.unsqueeze(2)).squeeze(2)                               # (B, T, P)
+        costs.append(-(ll * keep).sum((1, 2)) / count)
+    return torch.stack(costs, 1).min(1).values.mean()
+
+
+@attrs.frozen
+class TaughtMasksOptions(TaskOptions):
+    masks: str = option("mask_logits", help="Head with the mask logits (B, T, K, 1, *S).")
+    target: str = option("masks", help="Batch key of the true masks: (B, G, *S) static, or (B, T, G, *S) "
+                                       "('masks_next' for moving MNIST's predicted frame).")
+    threshold: float = option(0.9, help="Only pixels whose true mask maximum exceeds this are taught.")
+
+
+class TaughtMasks(Task):
+    """Teaches the groups the true segmentation (``taught_masks_cost``): a probe, not the paper's method.
+    With a decreasing weight (``weight_ramp_from`` above 1) it tests whether the model's own costs keep a
+    grouping once the teacher fades (docs/table4.md). Metric: ``ce``, the cost."""
+
+    def __init__(self, options: TaughtMasksOptions, spec, label: str):
+        super().__init__(label, options.weight)
+        self.o = options
+        self.register_buffer("sums", torch.zeros(2, dtype=torch.float64), persistent=False)
+
+    def needs(self) -> Needs:
+        return Needs((f"heads.{self.o.masks}",), (self.o.target,))
+
+    def loss(self, outputs, batch):
+        return taught_masks_cost(outputs[f"heads.{self.o.masks}"], batch[self.o.target], self.o.threshold)
+
+    @torch.no_grad()
+    def update_metrics(self, outputs, batch):
+        cost = self.loss(outputs, batch)
+        n = outputs[f"heads.{self.o.masks}"].shape[0]
+        self.sums += torch.stack([cost.double() * n, torch.tensor(float(n), dtype=torch.float64)]).to(self.sums)
+
+    def compute_metrics(self):
+        (sums,) = reduce_sum(self.sums)
+        return {"ce": float(sums[0] / sums[1].clamp(min=1))}
+
+    def reset_metrics(self):
+        self.sums.zero_()
+
+    def metrics(self):
+        return [Metric("ce", "cross-entropy of the groups against the true masks", "nats/pixel")]
+
+
 # --------------------------------------------------------------------------- pictures
 def colour_by_group(image: np.ndarray, groups: np.ndarray, floor: float = 0.3) -> np.ndarray:
     """An (H, W) image in [0, 1] coloured by soft groups (K, H, W): RGB (H, W, 3)."""
@@ -483,4 +558,7 @@ def rladder_components():
                   example=IMAGE_RUN),
         Component("task", "ami", AMI, AMIOptions,
                   "Segmentation AMI per step (scikit-learn, Tagger's settings); a metric, no cost.", example=IMAGE_RUN),
+        Component("task", "taught_masks", TaughtMasks, TaughtMasksOptions,
+                  "Probe: cross-entropy of the groups against the true masks (best assignment per sample); "
+                  "with a fading weight, does a taught grouping last?", example=IMAGE_RUN),
     ]

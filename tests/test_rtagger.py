@@ -3,6 +3,7 @@ AMI against scikit-learn, K folding, state carried across steps, `rladder check`
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -337,3 +338,41 @@ def test_input_mask_temperature_sharpens_the_masks_the_next_step_sees_but_not_th
     assert states[1].amax(1).mean() > states[0].amax(1).mean() + 0.1    # T = 0.1: masks near one-hot
     with pytest.raises(Exception, match="input_mask_temperature"):
         build_model({**SMALL, "input_mask_temperature": 0.0}, IMAGE)
+
+
+def test_taught_masks_cost_is_free_of_the_groups_order_and_keeps_one_assignment_per_sample():
+    true = torch.zeros(2, 3, 2, 2, 4)                                     # (B, T, G = 2, H, W): left and right halves
+    true[:, :, 0, :, :2] = 1
+    true[:, :, 1, :, 2:] = 1
+    true[1, :, :, 0, 0] = 0.5                                             # an unsure pixel: not taught
+    sure = 10 * true.unsqueeze(3)                                         # logits (B, T, 2, 1, H, W) that match
+    k3 = torch.cat([sure, torch.full_like(sure[:, :, :1], -10)], 2)      # K = 3, the third group empty
+    assert GT.taught_masks_cost(k3, true).item() < 1e-3
+    assert GT.taught_masks_cost(k3[:, :, [2, 1, 0]], true).item() < 1e-3   # any order of the groups
+    assert GT.taught_masks_cost(torch.zeros_like(k3), true).item() == pytest.approx(math.log(3), rel=1e-5)
+    # the same truth at every step, given once (static): the same cost
+    assert GT.taught_masks_cost(k3, true[:, 0]).item() == pytest.approx(GT.taught_masks_cost(k3, true).item())
+    # one assignment for all steps: groups swapped at step 2 cannot both be right
+    swapped = k3.clone()
+    swapped[:, 1] = k3[:, 1, [1, 0, 2]]
+    assert GT.taught_masks_cost(swapped, true).item() == pytest.approx(10 / 3, rel=1e-3)   # 1 step in 3 wrong by 10 nats
+    with pytest.raises(ContractError, match="model.groups >= 2"):
+        GT.taught_masks_cost(k3[:, :, :1], true)
+
+
+def test_taught_masks_task_trains_the_masks_and_its_weight_can_fade(tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", str(ROOT / "configs/grouping/rtagger_moving_mnist.toml"), "--run-dir", str(run),
+        "--set", "data.train=16", "--set", "data.val=8", "--set", "data.test=8", "--set", "data.frames=3",
+        "--set", "train.steps=3", "--set", "train.eval_every=3", "--set", "train.checkpoint_every=3",
+        "--set", "train.log_every=1", "--set", "train.batch_size=8", "--set", "train.threads=1",
+        "--set", "tasks.teach.name=taught_masks", "--set", "tasks.teach.target=masks_next",
+        "--set", "tasks.teach.weight=0.01", "--set", "tasks.teach.weight_ramp_from=100",
+        "--set", "tasks.teach.weight_ramp_steps=2"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    weights = [r["teach/weight"] for r in rows if r["split"] == "train"]
+    assert weights == pytest.approx([1.0, 0.505, 0.01])                   # from 100 x 0.01 down to 0.01
+    val = [r for r in rows if r["split"] == "val"][-1]
+    assert 0 < val["teach/ce"] < 5 and "ami/ami" in val

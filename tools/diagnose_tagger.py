@@ -79,23 +79,6 @@ def textured_images(n: int, split: str, options: dict | None = None) -> dict[str
     return data.to_batch(stored)
 
 
-def supervised_masks_cost(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Permutation-free cross-entropy of the groups pi (B, T, K, 1, H, W) against the true masks
-    (B, 2, H, W) on sure pixels: per sample the best assignment of the 2 true groups to 2 of the K groups."""
-    import itertools
-
-    log_pi = torch.log_softmax(logits, 2)[:, :, :, 0].flatten(3)                 # (B, T, K, P)
-    true = masks.flatten(2)
-    keep = (true.max(1).values > 0.9).float()[:, None]                           # (B, 1, P)
-    label = true.argmax(1)[:, None].expand(-1, log_pi.shape[1], -1)               # (B, T, P)
-    costs = []
-    for perm in itertools.permutations(range(log_pi.shape[2]), 2):
-        idx = torch.tensor(perm)[label]                                           # the group of each pixel
-        ll = log_pi.gather(2, idx.unsqueeze(2)).squeeze(2)                        # (B, T, P)
-        costs.append(-(ll * keep).sum(2).mean(1) / keep.sum(2).squeeze(1).clamp(min=1))
-    return torch.stack(costs, 1).min(1).values.mean()
-
-
 def group_spread(t: torch.Tensor, k: int) -> float:
     """RMS over the K groups of (a group's tensor - the mean over groups), relative to the tensor's RMS."""
     g = t.detach().unflatten(0, (-1, k)).float()
@@ -271,7 +254,7 @@ def main() -> None:
         v = out["heads.variance"].view(*z.shape[:2], *([1] * (z.dim() - 2)))
         loss = GT.mixture_nll(clean[:, None, None], z, a, v).mean()
         if args.supervised_masks and (args.supervised_until is None or step < args.supervised_until):
-            loss = loss + supervised_masks_cost(a, train["masks"][idx])
+            loss = loss + GT.taught_masks_cost(a, train["masks"][idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
