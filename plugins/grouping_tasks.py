@@ -36,6 +36,7 @@ last ones free-running on the model's own predictions).
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import attrs
@@ -377,8 +378,6 @@ def taught_masks_cost(logits: Tensor, true_masks: Tensor, threshold: float = 0.9
 
     ``logits`` (B, T, K, 1, *S); ``true_masks`` (B, G, *S) (static: the same at every step) or
     (B, T, G, *S)."""
-    import itertools
-
     b, t, k = logits.shape[:3]
     if true_masks.dim() == logits.dim() - 2:
         true_masks = true_masks.unsqueeze(1).expand(b, t, *true_masks.shape[1:])
