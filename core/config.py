@@ -57,6 +57,11 @@ class TrainConfig:
                 "decoder l) grows linearly from 0 to its full value (0 = full from the start). The decoders and "
                 "their heads are trained at full weight from step 0; the encoder is first trained by the costs "
                 "that reach it directly. Needs a model with a decoder.", validator=non_negative)
+    link_gates_frozen_steps: int = option(
+        0, help="Steps during which the learned decoder-to-encoder link gates (links.gate = 'scalar' or 'channel') "
+                "are not trained and keep their initial value: with gate_init = 0 (the default) the RLadder runs as "
+                "its no-link ablation until then, and the links are first learned with every task at the weight "
+                "it has at that step. 0 = trained from the start.", validator=non_negative)
     protect_task: str = option(
         "", help="The label of a main task (for example 'classify') that the other tasks' gradient may not "
                  "overrule: each step the main task's gradient and the others' are computed apart (two backward "

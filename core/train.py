@@ -107,6 +107,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.tasks = nn.ModuleDict(self.run.tasks).to(self.device)
         self.decoder_gates = self._decoder_gates()
+        self.link_gates = self._link_gates()
         self._check_protect_task()
         params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
         self.params = params
@@ -159,6 +160,18 @@ class Trainer:
             name = self.config.model.get("name")
             raise ConfigError(f"train.decoder_grad_ramp_steps = {self.cfg.decoder_grad_ramp_steps} needs a model "
                               f"with a decoder, and model {name!r} has none: set it to 0")
+        return gates
+
+    def _link_gates(self) -> list[nn.Parameter]:
+        """The learned link gates that train.link_gates_frozen_steps holds at their initial value."""
+        if not self.cfg.link_gates_frozen_steps:
+            return []
+        gates = [p for name, p in self.model.named_parameters() if name.endswith("feedback.gate")]
+        if not gates:
+            name = self.config.model.get("name")
+            raise ConfigError(f"train.link_gates_frozen_steps = {self.cfg.link_gates_frozen_steps} needs learned "
+                              f"decoder-to-encoder link gates, and model {name!r} has none (no links, or "
+                              f"links.gate = 'none'): set it to 0, or set model.links.gate to 'channel' or 'scalar'")
         return gates
 
     def _check_protect_task(self) -> None:
@@ -466,6 +479,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        if self.step < self.cfg.link_gates_frozen_steps:
+            for gate in self.link_gates:     # no gradient: Adam leaves the gate, and its state, untouched
+                gate.grad = None
         self.instruments.clip(self.cfg.clip_grad_norm)
         if self.scaler:
             self.scaler.step(self.optimizer)

@@ -186,6 +186,30 @@ def test_a_decoder_gradient_ramp_without_a_decoder_is_refused(config_file, tmp_p
                      "train.decoder_grad_ramp_steps=3")
 
 
+def test_frozen_link_gates_keep_the_rladder_its_no_link_ablation_until_they_open(config_file, tmp_path,
+                                                                                make_trainer):
+    """train.link_gates_frozen_steps: the learned gates stay at gate_init (0) for that many steps, while the
+    rest of the model trains; then they learn, with Adam's moments starting at the opening step."""
+    gates_after = []
+    trainer = make_trainer(config_file, tmp_path / "run", "train.steps=6", "train.lr=1e-2",
+                           "train.link_gates_frozen_steps=3",
+                           callbacks=[lambda t: gates_after.append([g.detach().clone() for g in t.link_gates])])
+    others = {k: v.clone() for k, v in trainer.model.state_dict().items() if not k.endswith("feedback.gate")}
+    trainer.fit()
+    assert len(trainer.link_gates) == len(trainer.model.levels)        # one learned gate per linked level
+    for step, gates in enumerate(gates_after, start=1):
+        opened = any(bool(g.abs().sum() > 0) for g in gates)
+        assert opened == (step > 3), f"after step {step}"
+    assert any(not torch.equal(v, trainer.model.state_dict()[k]) for k, v in others.items())
+    assert all(int(trainer.optimizer.state[g]["step"]) == 3 for g in trainer.link_gates)
+
+
+def test_frozen_link_gates_without_learned_gates_are_refused(config_file, tmp_path, make_trainer):
+    with pytest.raises(ConfigError, match="link_gates_frozen_steps = 5 needs learned decoder-to-encoder link "
+                                          "gates, and model 'omm_rladder' has none .*model.links.gate"):
+        make_trainer(config_file, tmp_path / "run", "train.link_gates_frozen_steps=5", "model.links.gate=none")
+
+
 def test_one_sided_projection_removes_only_the_part_that_opposes_the_main_gradient():
     main = [torch.tensor([1.0, 0.0]), torch.tensor([0.0])]
     opposing = [torch.tensor([-2.0, 3.0]), torch.tensor([0.0])]
