@@ -13,7 +13,8 @@ the previous estimates (z = z_init and m = softmax_k(N(0, s_m^2)), s_m = ``mask_
 z_init plus a random constant per group and sample with ``z_init_spread``; in evaluation the initial masks and
 offsets come from a generator seeded with ``init_seed``), v the variance:
 
-    dz = m (x~ - z)                                   # m = softmax_k(a / T) of the previous step (T = 1: Tagger)
+    dz = m (x~ - z)                                   # m = softmax_k(a / T) of the previous step (T = 1: Tagger);
+                                                      # input_masks = "posterior": m <- softmax_k(log m - l_k)
     l_k = sum_c 1/2 log(s^2 + v^2) + (z_k - x~)^2 / (2 (s^2 + v^2)),  L(m) = softmax_k(-l)   (s = noise_std)
     h = ReLU(Norm(W [z, dz, m, L(m)]) + b)            # a 1x1 conv to `hidden` channels, per group
     outputs, state = inner.step(h, state)             # B*K samples
@@ -60,14 +61,18 @@ def exp_inv_sinh(w: Tensor) -> Tensor:
     return torch.exp(torch.asinh(w))
 
 
-def tagger_inputs(x: Tensor, z: Tensor, m: Tensor, noise_std: float, v: Tensor) -> Tensor:
+def tagger_inputs(x: Tensor, z: Tensor, m: Tensor, noise_std: float, v: Tensor, posterior: bool = False) -> Tensor:
     """Spec 6.2, continuous inputs: [z, m (x~ - z), m, L(m)] along channels.
 
     ``x`` (B, C, *S), ``z`` (B, K, C, *S), ``m`` (B, K, 1, *S), ``v`` a scalar tensor;
-    returns (B, K, 2C + 2, *S)."""
+    returns (B, K, 2C + 2, *S). With ``posterior`` the masks in the first two terms are replaced by the
+    posterior softmax_k(log m - l_k), m weighted by how well each group's z explains x~ (the E-step of
+    Neural EM, Greff et al. 2017), so that a group sees x~ where it explains it best."""
     x = x.unsqueeze(1)
     var = noise_std ** 2 + v ** 2
     nlp = (0.5 * torch.log(var) + (z - x) ** 2 / (2 * var)).sum(2, keepdim=True)   # -log p per group
+    if posterior:
+        m = torch.softmax(torch.log(m.clamp_min(1e-12)) - nlp, dim=1)
     return torch.cat([z, m * (x - z), m, torch.softmax(-nlp, dim=1)], 2)
 
 
@@ -134,6 +139,10 @@ class RTaggerOptions:
     input_mask_temperature: float = option(1.0, help="The masks m fed to the next step are softmax_k(a / T) (Tagger: "
                                                      "T = 1, the cost's pi). T < 1 sharpens them, so a group sees "
                                                      "less of the pixels other groups own.", validator=positive)
+    input_masks: Literal["predicted", "posterior"] = option(
+        "predicted", help="The masks m in the inputs m (x~ - z) and m: predicted (Tagger: the previous step's "
+                          "softmax_k(a / T)) or posterior (those masks times each group's likelihood of x~, "
+                          "renormalised over the groups: Neural EM's E-step).")
     mask_init_smooth: int = option(0, help="Box-blur radius (pixels) of the initial mask logits, applied twice and "
                                            "rescaled to mask_init_std: 0 gives Tagger's independent pixels, r > 0 "
                                            "spatially smooth random blobs.")
@@ -224,7 +233,8 @@ class RTagger(Model):
         if state is None:
             state = self.init_state(b, x_t)
         v = self.variance()
-        feats = tagger_inputs(x_t, state.z, state.m, self.options.noise_std, v).flatten(0, 1)   # (B*K, 2C+2, *S)
+        feats = tagger_inputs(x_t, state.z, state.m, self.options.noise_std, v,
+                              self.options.input_masks == "posterior").flatten(0, 1)   # (B*K, 2C+2, *S)
         h = self.in_norm(self.project(feats))
         if self.in_bias is not None:
             h = h + self.in_bias.view(1, -1, *([1] * (h.dim() - 2)))

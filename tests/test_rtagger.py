@@ -48,6 +48,16 @@ def test_tagger_inputs_follow_spec_6_2():
         assert torch.allclose(out[0, :, 3, 0, pixel], torch.tensor(lik), atol=1e-6)
     assert math.isclose(exp_inv_sinh(torch.tensor(1.0)).item(), 1 + math.sqrt(2), rel_tol=1e-6)
     assert math.isclose(exp_inv_sinh(torch.tensor(-1.0)).item(), 1 / (1 + math.sqrt(2)), rel_tol=1e-6)
+    # input_masks = "posterior": m times each group's likelihood, renormalised, in place of m (E-step)
+    post = tagger_inputs(x, z, m, 0.2, v, posterior=True)
+    gamma = m[0, :, 0, 0] * out[0, :, 3, 0]
+    gamma = gamma / gamma.sum(0)
+    assert torch.allclose(post[0, :, 2, 0], gamma, atol=1e-6)
+    assert torch.allclose(post[0, :, 1, 0], gamma * (x[0, 0, 0] - z[0, :, 0, 0]), atol=1e-6)
+    assert torch.equal(post[:, :, 3], out[:, :, 3]) and torch.equal(post[:, :, 0], out[:, :, 0])
+    assert gamma[1, 1] > m[0, 1, 0, 0, 1]          # pixel 2 (0.9): group 2 (z = 1.0) explains it best and gains
+    same = tagger_inputs(x, z[:, :1].expand(-1, 2, -1, -1, -1), m, 0.2, v, posterior=True)
+    assert torch.allclose(same[:, :, 2], m[:, :, 0], atol=1e-6)      # equal reconstructions: the masks as they were
 
 
 def test_mixture_cost_equals_a_direct_computation():
@@ -338,6 +348,19 @@ def test_input_mask_temperature_sharpens_the_masks_the_next_step_sees_but_not_th
     assert states[1].amax(1).mean() > states[0].amax(1).mean() + 0.1    # T = 0.1: masks near one-hot
     with pytest.raises(Exception, match="input_mask_temperature"):
         build_model({**SMALL, "input_mask_temperature": 0.0}, IMAGE)
+
+
+def test_posterior_input_masks_change_what_a_step_sees_only_where_the_groups_reconstructions_differ():
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    for spread, differ in ((0.0, False), (0.8, True)):
+        outs = []
+        for masks in ("predicted", "posterior"):
+            torch.manual_seed(0)
+            model = build_model({**SMALL, "input_masks": masks, "z_init_spread": spread}, IMAGE).eval()
+            outs.append(model.step(x, None)[0]["heads.recon"])
+        assert (not torch.allclose(outs[0], outs[1], atol=1e-5)) == differ, f"z_init_spread = {spread}"
+    with pytest.raises(Exception, match="input_masks"):
+        build_model({**SMALL, "input_masks": "em"}, IMAGE)
 
 
 def test_taught_masks_cost_is_free_of_the_groups_order_and_keeps_one_assignment_per_sample():
