@@ -48,9 +48,10 @@ def test_table4_rows_and_budgets():
     assert "| AMI, RTagger (50k labelled) | 0.50 | 0.55 | 0.60 | 0.75 | 0.70 | 0.80 ± 0.01 |" in text
 
 
-def test_the_textured_config_is_the_rtagger_row_of_the_cpu_table():
-    """configs/grouping/rtagger_textured.toml says it holds the `cpu` sizes of the table's RTagger row: it does,
-    with batch norm in every textured row's ladder and nearly uniform initial masks; the video row keeps its own."""
+def test_the_grouping_configs_are_rows_of_the_cpu_table():
+    """configs/grouping/rtagger_textured.toml and rtagger_moving_mnist.toml say they hold the `cpu` table's RTagger
+    rows: they do, with batch norm in every textured row's ladder and nearly uniform initial masks; the video row
+    keeps group norm and its smooth initial masks of std 2."""
     from pathlib import Path
 
     from rladder.core.config import load_config, resolve, to_dict
@@ -66,3 +67,5 @@ def test_the_textured_config_is_the_rtagger_row_of_the_cpu_table():
     assert configs["convnet"]["model"]["norm"] == configs["convnet_1k"]["model"]["norm"] == "batch"
     video = configs["rtagger_video"]["model"]
     assert video["mask_init_std"] == 2.0 and video["ladder"]["norm"] == "group"
+    moving = to_dict(load_config([Path(__file__).parents[1] / "configs" / "grouping" / "rtagger_moving_mnist.toml"]))
+    assert moving == configs["rtagger_video"]          # the video config is the table's moving-MNIST row
