@@ -472,7 +472,8 @@ def _seeds(text: str) -> list[int]:
               help="smoke (CI), cpu (2 cores), gpu (one GPU, minutes) or paper (the paper's scale); see the recipe.")
 @click.option("--seeds", default="1", show_default=True, metavar="N|S,S,...",
               help="Seeds per row: a count (0 .. N-1), or the seeds themselves, comma-separated (--seeds 3,4 adds "
-                   "seeds to a table trained earlier; give the earlier --out to read its runs back too).")
+                   "seeds to a table trained earlier: give its --out). Seeds finished earlier in --out are read "
+                   "back into the table.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/reproduce-NAME-BUDGET).")
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1),
               help="Train this many runs at once, each in its own process (CPU cores are split between them; "

@@ -98,7 +98,8 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
 
     ``seeds`` is a count (seeds 0 .. n-1) or the seeds themselves (``[3, 4]``: add seeds to a
-    table trained earlier in another folder without training the first ones again).
+    table trained earlier without training the first ones again). Seeds finished earlier in ``out``
+    join the table: ``[3, 4]`` into the folder of a three-seed table gives a five-seed table.
 
     Runs go seed by seed (every row's seed 0 first), so the first complete table comes early; within
     a seed the rows start from the last (the full model, the longest run) so parallel runs pack well.
@@ -132,11 +133,16 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
         resolve(row_raw(recipe.rows[-1], 0), reg)
     out.mkdir(parents=True, exist_ok=True)
     chosen = [row for row in recipe.rows if not rows or row.key in rows]
-    jobs = [(row, seed) for seed in seed_ids for row in recipe.rows if row not in chosen
-            and (out / row.key / f"seed{seed}" / "eval-test.json").is_file()]       # read back first
+    finished = {(row.key, seed) for row in recipe.rows for seed in _finished_seeds(out / row.key)}
+    earlier = sorted({seed for _, seed in finished} - set(seed_ids))
+    if earlier:
+        log(f"{out}: seeds {', '.join(map(str, earlier))} were trained earlier and are read back into the table")
+    seed_ids = sorted({*seed_ids, *earlier})
+    jobs = [(row, seed) for seed in seed_ids for row in recipe.rows if (row not in chosen or seed in earlier)
+            and (row.key, seed) in finished]                                           # read back first
     # within a seed, the last rows first: tables list the full model (the costliest run) last, and
     # starting the long runs first lets the short baselines fill the gaps when runs go side by side
-    jobs += [(row, seed) for seed in seed_ids for row in reversed(chosen)]
+    jobs += [(row, seed) for seed in seed_ids if seed not in earlier for row in reversed(chosen)]
     results: dict[str, list[dict[str, float]]] = {row.key: [] for row in recipe.rows}
     failed: dict[str, list[str]] = {row.key: [] for row in recipe.rows}
     walls: dict[str, float] = {row.key: 0.0 for row in recipe.rows}
@@ -199,6 +205,12 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
                         0, sets=sets)
     log(table)
     return out / "results.md"
+
+
+def _finished_seeds(row_dir: Path) -> list[int]:
+    """The seeds of ``row_dir/seed<k>`` run folders that hold a test evaluation."""
+    return sorted(int(p.name[4:]) for p in row_dir.glob("seed*")
+                  if p.name[4:].isdigit() and (p / "eval-test.json").is_file())
 
 
 def _stale(raw: Mapping[str, Any], reg, run_dir: Path) -> str:

@@ -169,7 +169,8 @@ def test_the_long_cpu_budget_is_the_cpu_budget_with_twice_the_steps():
 
 def test_seeds_can_be_listed_to_add_seeds_to_a_table(tmp_path):
     """`--seeds 2,3` trains exactly those seeds (no seed 0 or 1 appears) and the table names them;
-    a count or list that is not one is refused before anything is trained."""
+    seeds trained earlier in the folder join its table; a count or list that is not one is refused
+    before anything is trained."""
     out = tmp_path / "t1"
     args = ["reproduce", "table1", "--budget", "smoke", "--rows", "static", "--set", "train.steps=3", "--out", str(out)]
     result = CliRunner().invoke(cli, [*args, "--seeds", "2,3"])
@@ -178,6 +179,13 @@ def test_seeds_can_be_listed_to_add_seeds_to_a_table(tmp_path):
     assert "2 seed(s) (2, 3) per run" in (out / "results.md").read_text()
     assert json.loads((out / "results.json").read_text())["seeds"] == [2, 3]
     assert len(json.loads((out / "results.json").read_text())["rows"]["static"]) == 2
+    # another seed into the same folder: the seeds trained there earlier are read back into its table
+    more = CliRunner().invoke(cli, [*args, "--seeds", "1"])
+    assert more.exit_code == 0 and more.stderr.count("training") == 1, more.output
+    assert "seeds 2, 3 were trained earlier" in more.stderr and more.stderr.count("already done") == 2
+    data = json.loads((out / "results.json").read_text())
+    assert data["seeds"] == [0, 2, 3] and len(data["rows"]["static"]) == 3
+    assert "3 seed(s) (0, 2, 3) per run" in (out / "results.md").read_text()
     for bad in ("0", "-1,2", "two"):
         refused = CliRunner().invoke(cli, [*args, "--seeds", bad])
         assert refused.exit_code == 2 and "Invalid value for --seeds" in refused.output, refused.output
