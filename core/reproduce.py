@@ -28,6 +28,7 @@ from rladder.registry import ConfigError, get_registry
 
 from .config import apply_set, merge, read_toml, resolve, to_toml
 from .files import write_text
+from .versions import describe_numerics
 
 
 def row_config(data: Mapping[str, Any] | str, model: Mapping[str, Any] | str, tasks: Mapping[str, Any],
@@ -146,6 +147,7 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     results: dict[str, list[dict[str, float]]] = {row.key: [] for row in recipe.rows}
     failed: dict[str, list[str]] = {row.key: [] for row in recipe.rows}
     walls: dict[str, float] = {row.key: 0.0 for row in recipe.rows}
+    machines: dict[str, list[str]] = {}     # numerics (CPU ISA, threads, GPU) -> the runs made on them
     started = time.perf_counter()
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
 
@@ -156,10 +158,11 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
             log(f"[{row.label} seed {seed}] FAILED: {problem}")
         else:
             results[row.key].append(metrics)
+            machines.setdefault(_run_numerics(out / row.key / f"seed{seed}"), []).append(f"{row.key} seed {seed}")
             log(f"[{row.label} seed {seed}] " + ", ".join(f"{c}: {metrics[k]:.3f}" for c, k in row.metrics.items()
                                                          if k in metrics))
         write_table(recipe, name, budget, seed_ids, out, results, failed, walls, time.perf_counter() - started,
-                    sets=sets, pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
+                    sets=sets, machines=machines, pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
 
     def one(job: tuple[Row, int]) -> None:
         row, seed = job
@@ -167,7 +170,7 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
         done = run_dir / "eval-test.json"
         wall_file = run_dir / "reproduce-wall.json"
         if done.is_file():  # finished earlier (or a row not chosen with ``rows``): read back
-            log(f"[{row.label} seed {seed}] already done")
+            log(f"[{row.label} seed {seed}] already done (on {_run_numerics(run_dir)})")
             wall = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
             finish(row, seed, json.loads(done.read_text())["metrics"], wall)
             return
@@ -202,7 +205,7 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
         for job in jobs:
             one(job)
     table = write_table(recipe, name, budget, seed_ids, out, results, failed, walls, time.perf_counter() - started,
-                        0, sets=sets)
+                        0, sets=sets, machines=machines)
     log(table)
     return out / "results.md"
 
@@ -211,6 +214,15 @@ def _finished_seeds(row_dir: Path) -> list[int]:
     """The seeds of ``row_dir/seed<k>`` run folders that hold a test evaluation."""
     return sorted(int(p.name[4:]) for p in row_dir.glob("seed*")
                   if p.name[4:].isdigit() and (p / "eval-test.json").is_file())
+
+
+def _run_numerics(run_dir: Path) -> str:
+    """The numerics a run was trained on, as one line (meta.json; 'not recorded' for older runs)."""
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    return describe_numerics(meta.get("numerics"))
 
 
 def _stale(raw: Mapping[str, Any], reg, run_dir: Path) -> str:
@@ -270,12 +282,14 @@ def _train_in_process_of_its_own(config, run_dir: Path) -> None:
 
 
 def write_table(recipe: Recipe, name: str, budget: str, seeds: Sequence[int], out: Path, results, failed, walls,
-                total: float, pending: int, sets: Sequence[str] = ()) -> str:
-    table = markdown(recipe, results, budget, seeds, walls, total, failed, pending, sets)
+                total: float, pending: int, sets: Sequence[str] = (),
+                machines: Mapping[str, list[str]] | None = None) -> str:
+    table = markdown(recipe, results, budget, seeds, walls, total, failed, pending, sets, machines)
     write_text(out / "results.md", table)
     write_text(out / "results.json", json.dumps({"recipe": name, "budget": budget, "sets": list(sets),
                                                  "seeds": seeds, "wall_seconds": total, "rows": results,
-                                                 "failed": failed, "pending": pending}, indent=2) + "\n")
+                                                 "failed": failed, "pending": pending,
+                                                 "numerics": dict(machines or {})}, indent=2) + "\n")
     return table
 
 
@@ -290,7 +304,7 @@ def mean_std(values: list[float], seeds: int = 0) -> str:
 
 def markdown(recipe: Recipe, results, budget: str, seeds: int | Sequence[int], walls: Mapping[str, float],
              total: float, failed: Mapping[str, list[str]] | None = None, pending: int = 0,
-             sets: Sequence[str] = ()) -> str:
+             sets: Sequence[str] = (), machines: Mapping[str, list[str]] | None = None) -> str:
     if isinstance(seeds, int):
         seeds = list(range(seeds))
     named = "" if list(seeds) == list(range(len(seeds))) else f" ({', '.join(map(str, seeds))})"
@@ -328,4 +342,8 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int | Sequence[int], w
     problems = [f"- {key} seed run {i}: {p}" for key, ps in failed.items() for i, p in enumerate(ps)]
     if problems:
         lines += ["", "Failed runs:", *problems]
+    if machines and len(machines) > 1:       # the same configuration gives other figures on other numerics
+        lines += ["", "The runs were made on different numerics (CPU ISA, thread count or GPU), so seeds are not "
+                      "bit-comparable across them (docs/results.md, \"Same code, another machine\"):",
+                  *[f"- {where}: {', '.join(runs)}" for where, runs in machines.items()]]
     return "\n".join(lines) + "\n"

@@ -3,15 +3,16 @@
 A run lives in a folder::
 
     RUN_DIR/config.toml          the resolved config (every default filled in)
-    RUN_DIR/meta.json            rladder, torch and plugin versions, the command, the device
+    RUN_DIR/meta.json            rladder, torch and plugin versions, the command, the device, the numerics
     RUN_DIR/metrics.jsonl        one JSON object per log line (train) and per validation (val)
     RUN_DIR/checkpoints/last.pt  everything needed to resume (written every train.checkpoint_every steps)
     RUN_DIR/checkpoints/best.pt  the weights with the best validation value
     RUN_DIR/eval-<split>.json    results of `rladder eval` (and of the test pass at the end of training)
 
 `resume`, `eval`, `predict` and `viz` need nothing but this folder. On CPU a resumed run is
-bit-identical to an uninterrupted one: the data order, every RNG and the optimizer state are
-restored. Ctrl-C saves a checkpoint and stops; a NaN or inf loss stops the run and keeps the last
+bit-identical to an uninterrupted one on the same numerics (meta.json ``numerics``: CPU ISA and thread
+count; a resume on other numerics is noted in the log and in meta.json): the data order, every RNG and
+the optimizer state are restored. Ctrl-C saves a checkpoint and stops; a NaN or inf loss stops the run and keeps the last
 good checkpoint. With several processes (torchrun) only rank 0 writes.
 """
 
@@ -47,7 +48,7 @@ from .labels import plan as label_plan
 from .ladder import GradientGate, RLadder
 from .objective import (Carry, cap_norms, corrupt, gradient_cosine, needed_outputs, prepare, project_conflict,
                         total_loss)
-from .versions import rladder_version
+from .versions import describe_numerics, numerics, rladder_version
 
 
 class TrainingStopped(RladderError):
@@ -254,7 +255,8 @@ class Trainer:
         write_text(self.run_dir / "config.toml", to_toml(self.config))
         meta = {"rladder": rladder_version(), "torch": torch.__version__, "plugins": plugin_versions(self.registry),
                 "command": sys.argv, "device": str(self.device), "processes": self.dist.world,
-                "precision": str(self.amp or "fp32"), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                "precision": str(self.amp or "fp32"), "numerics": numerics(self.device),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
 
     def _metrics(self, record: dict[str, Any]) -> None:
@@ -364,7 +366,14 @@ class Trainer:
             self._write_run_files()
         elif self.dist.main:
             meta = json.loads((self.run_dir / "meta.json").read_text())
-            meta.setdefault("resumed", []).append({"step": self.step, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
+            entry = {"step": self.step, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            here, before = numerics(self.device), meta.get("numerics")
+            if before and here != before:     # the run goes on, but no longer bit for bit as on its first machine
+                entry["numerics"] = here
+                self.log(f"note: {self.run_dir} was started on {describe_numerics(before)} and resumes on "
+                         f"{describe_numerics(here)}: from here it is not bit-identical to an uninterrupted run "
+                         "(docs/results.md, 'Same code, another machine')")
+            meta.setdefault("resumed", []).append(entry)
             write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
             self.log(f"resuming {self.run_dir} from {self.last_path} at step {self.step} of {cfg.steps}")
         if self.step >= cfg.steps:

@@ -179,13 +179,25 @@ def test_seeds_can_be_listed_to_add_seeds_to_a_table(tmp_path):
     assert "2 seed(s) (2, 3) per run" in (out / "results.md").read_text()
     assert json.loads((out / "results.json").read_text())["seeds"] == [2, 3]
     assert len(json.loads((out / "results.json").read_text())["rows"]["static"]) == 2
+    assert "different numerics" not in (out / "results.md").read_text()    # one machine, one thread count
+    # seed 2 as if trained on another machine: its figures are not bit-comparable, and the table says so
+    meta_path = out / "static" / "seed2" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["numerics"].update(cpu="Other CPU", cpu_capability="AVX2")
+    meta_path.write_text(json.dumps(meta))
     # another seed into the same folder: the seeds trained there earlier are read back into its table
     more = CliRunner().invoke(cli, [*args, "--seeds", "1"])
     assert more.exit_code == 0 and more.stderr.count("training") == 1, more.output
     assert "seeds 2, 3 were trained earlier" in more.stderr and more.stderr.count("already done") == 2
+    assert "[Optimal reconstruction + static classifier seed 2] already done (on Other CPU, AVX2, " in more.stderr
     data = json.loads((out / "results.json").read_text())
     assert data["seeds"] == [0, 2, 3] and len(data["rows"]["static"]) == 3
-    assert "3 seed(s) (0, 2, 3) per run" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "3 seed(s) (0, 2, 3) per run" in table
+    assert "The runs were made on different numerics" in table
+    assert [line.split(": ")[1] for line in table.splitlines() if line.startswith("- ")] == [
+        "static seed 2", "static seed 3, static seed 0"]
+    assert sorted(sum(data["numerics"].values(), [])) == ["static seed 0", "static seed 2", "static seed 3"]
     for bad in ("0", "-1,2", "two"):
         refused = CliRunner().invoke(cli, [*args, "--seeds", bad])
         assert refused.exit_code == 2 and "Invalid value for --seeds" in refused.output, refused.output

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest.mock import ANY
 
 import attrs
 import numpy as np
@@ -54,7 +55,11 @@ def test_a_run_writes_its_folder_and_learns(config_file, tmp_path, make_trainer)
     assert state["step"] == 30 and {"model", "tasks", "optimizer", "scheduler", "rng", "loader", "config",
                                     "plugins", "best"} <= set(state)
     assert state["plugins"]["rladder.omm_models"].startswith("rladder ")
-    assert json.loads((run / "meta.json").read_text())["device"] == "cpu"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["device"] == "cpu"
+    # what the figures depend on beyond the config: the CPU's ISA (kernel choice) and the thread count
+    assert meta["numerics"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert meta["numerics"]["threads"] == torch.get_num_threads() and meta["numerics"]["gpu"] == ""
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +84,16 @@ def test_resume_is_bit_identical_on_cpu(config_file, tmp_path, make_trainer, int
     with pytest.raises(Interrupted, match="interrupted at step 5; checkpoint saved"):
         part.fit()
     assert checkpoint.load(part.last_path)["step"] == 5
+    meta_path = tmp_path / "part" / "meta.json"       # as if the run had been started on another machine
+    meta = json.loads(meta_path.read_text())
+    here = dict(meta["numerics"])
+    meta["numerics"]["cpu_capability"] = "ANOTHER_ISA"
+    meta_path.write_text(json.dumps(meta))
     resumed = make_trainer(config_file, tmp_path / "part", *sets, resume=True)
     assert resumed.step == 5
     resumed.fit()
+    # the resume on other numerics is recorded (the weights below match: this machine ran both runs)
+    assert json.loads(meta_path.read_text())["resumed"] == [{"step": 5, "at": ANY, "numerics": here}]
     a, b = params(whole), params(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
     sa, sb = whole.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
