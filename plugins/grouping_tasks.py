@@ -36,6 +36,7 @@ last ones free-running on the model's own predictions).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Literal
 
@@ -332,12 +333,30 @@ class AMIOptions(TaskOptions):
         "batched", help="batched: scikit-learn's formulas for many samples at once; sklearn: one call per sample.")
 
 
+def left_right_halves(like: Tensor) -> Tensor:
+    """Logits (N, 2, 1, *S) of a fixed split of every image of ``like`` (N, K, 1, *S) into its left and
+    right halves (the last axis): a grouping that follows nothing but position."""
+    width = like.shape[-1]
+    left = (torch.arange(width, device=like.device) < width // 2).to(like.dtype)
+    left = left.expand(like.shape[0], 1, 1, *like.shape[3:])
+    return torch.cat([left, 1 - left], 1)
+
+
 class AMI(Task):
+    """AMI per step (``ami_t<k>``) and its headline (``ami``). For video targets, (B, T, G, *S), also
+    ``ami_sequence``, one AMI per sequence over the pixels of all its frames (a digit must keep its
+    group from frame to frame to score), and ``ami_halves``, the per-frame AMI that fixed left and
+    right halves of the canvas get on the same pixels: two objects at different places are split by
+    any partition of the canvas, so a per-frame AMI means grouping only above that reference
+    (docs/table4.md; ``tools/video_grouping_check.py`` gives more)."""
+
     def __init__(self, options: AMIOptions, spec, label: str):
         super().__init__(label, options.weight)
         self.o, self.static = options, spec.static
         self.register_buffer("sums", torch.zeros(spec.seq_len, dtype=torch.float64), persistent=False)
         self.register_buffer("counts", torch.zeros(spec.seq_len, dtype=torch.float64), persistent=False)
+        # video only: [sum, count] of the sequence AMI and of the halves' per-frame AMI
+        self.register_buffer("video", torch.zeros(2, 2, dtype=torch.float64), persistent=False)
 
     def needs(self) -> Needs:
         return Needs((f"heads.{self.o.masks}",), (self.o.target,))
@@ -349,22 +368,35 @@ class AMI(Task):
     def update_metrics(self, outputs, batch):
         logits, true = outputs[f"heads.{self.o.masks}"], batch[self.o.target]
         b, t = logits.shape[:2]
-        if true.dim() == logits.dim() - 2:                                     # static: the same at every step
+        video = true.dim() != logits.dim() - 2
+        if not video:                                                          # static: the same at every step
             true = true.unsqueeze(1).expand(b, t, *true.shape[1:])
-        scores, valid = ami_scores(true.flatten(0, 1), logits.flatten(0, 1), self.o.threshold,
-                                   self.o.average_method, self.o.backend)
+        score = functools.partial(ami_scores, threshold=self.o.threshold, average_method=self.o.average_method,
+                                  backend=self.o.backend)
+        scores, valid = score(true.flatten(0, 1), logits.flatten(0, 1))
         self.sums += torch.from_numpy(scores.reshape(b, t).sum(0)).to(self.sums)
         self.counts += torch.from_numpy(valid.reshape(b, t).sum(0).astype(np.float64)).to(self.counts)
+        if video:           # the frame axis as one more spatial axis: (B, G, T, *S) against (B, K, 1, T, *S)
+            order = (0, 2, 3, 1, *range(4, logits.dim()))
+            seq, seq_valid = score(true.transpose(1, 2), logits.permute(order))
+            halves, halves_valid = score(true.flatten(0, 1), left_right_halves(logits.flatten(0, 1)))
+            self.video += torch.tensor([[seq.sum(), seq_valid.sum()], [halves.sum(), halves_valid.sum()]],
+                                       dtype=torch.float64, device=self.video.device)
 
     def compute_metrics(self):
-        sums, counts = reduce_sum(self.sums, self.counts)
+        sums, counts, video = reduce_sum(self.sums, self.counts, self.video)
         per_step = (sums / counts.clamp(min=1)).cpu().tolist()
         headline = per_step[-1] if self.o.average == "last" else float((sums.sum() / counts.sum().clamp(min=1)).cpu())
-        return {"ami": headline, **{f"ami_t{t + 1}": a for t, a in enumerate(per_step)}}
+        result = {"ami": headline, **{f"ami_t{t + 1}": a for t, a in enumerate(per_step)}}
+        if video[:, 1].sum() > 0:
+            seq, halves = (video[:, 0] / video[:, 1].clamp(min=1)).cpu().tolist()
+            result.update(ami_sequence=seq, ami_halves=halves)
+        return result
 
     def reset_metrics(self):
         self.sums.zero_()
         self.counts.zero_()
+        self.video.zero_()
 
     def metrics(self):
         return [Metric("ami", "segmentation AMI", better="max")]

@@ -173,10 +173,31 @@ def test_ami_task_per_step_and_reduced_over_processes(monkeypatch):
     single = task.compute_metrics()
     assert single["ami_t2"] == pytest.approx(1.0) and single["ami"] == single["ami_t2"] and single["ami_t1"] < 0.5
     # another process saw two samples of AMI 0 at both steps: reduce_sum adds its sums and counts
-    monkeypatch.setattr(GT, "reduce_sum", lambda *ts: [t + o for t, o in zip(ts, (torch.zeros(2), torch.full((2,), 2.0)))])
+    monkeypatch.setattr(GT, "reduce_sum", lambda *ts: [t + o for t, o in zip(ts, (torch.zeros(2), torch.full((2,), 2.0),
+                                                                                torch.zeros(2, 2)))])
     both = task.compute_metrics()
     assert both["ami_t2"] == pytest.approx(0.5) and both["ami_t1"] == pytest.approx(single["ami_t1"] / 2)
     assert task.loss({"heads.mask_logits": logits}, {}).item() == 0
+    assert "ami_sequence" not in single                          # static targets: no sequence to follow
+
+
+def test_ami_of_video_tells_a_grouping_that_tracks_from_a_fixed_split_of_the_canvas():
+    """Two objects swap halves of the canvas between frames: fixed left/right halves split every frame
+    perfectly (per-frame AMI 1) but give each object the other group in frame 2; only a grouping that
+    follows the objects scores on the sequence AMI. ``ami_halves`` is the halves' per-frame AMI."""
+    spec = DataSpec("video", (1, 2, 8), 2, {"x": "", "masks_next": ""})
+    true = torch.zeros(1, 2, 2, 2, 8)                                    # (B, T, G, H, W)
+    true[0, 0, 0, :, 0:2] = true[0, 0, 1, :, 6:8] = 1                    # frame 1: A left, B right
+    true[0, 1, 0, :, 4:6] = true[0, 1, 1, :, 2:4] = 1                    # frame 2: A right, B left
+    halves = GT.left_right_halves(torch.zeros(2, 2, 1, 2, 8)).unsqueeze(0)   # (1, T, K, 1, H, W)
+    results = {}
+    for name, logits in {"tracks": true.unsqueeze(3), "halves": halves}.items():
+        task = GT.AMI(GT.AMIOptions(target="masks_next", average="mean"), spec, "ami")
+        task.update_metrics({"heads.mask_logits": logits}, {"masks_next": true})
+        results[name] = task.compute_metrics()
+    assert results["tracks"]["ami"] == pytest.approx(1) and results["tracks"]["ami_sequence"] == pytest.approx(1)
+    assert results["halves"]["ami"] == pytest.approx(1) and results["halves"]["ami_sequence"] < 0.1
+    assert results["tracks"]["ami_halves"] == results["halves"]["ami_halves"] == pytest.approx(1)
 
 
 def test_groups_are_folded_into_the_batch_and_permute_with_the_initial_masks():

@@ -20,7 +20,8 @@ def test_table4_smoke(tmp_path):
     table = (out / "results.md").read_text()
     for row in ("AMI, RTagger (50k labelled)", "Class. error %, Tagger (50k labelled)",
                 "Class. error %, ConvNet (50k labelled)", "AMI, RTagger (1k labelled + 49k)",
-                "Moving MNIST AMI, RTagger (mean over frames)"):
+                "Moving MNIST AMI, RTagger (mean over frames)", "Moving MNIST AMI, RTagger (whole sequences)",
+                "Moving MNIST AMI, fixed left / right halves (reference)"):
         assert f"| {row} |" in table
     assert "0.80 ± 0.01" in table and "5.9 ± 0.2" in table and "14.3 ± 0.46" in table and "| 0.75 |" in table
     data = json.loads((out / "results.json").read_text())
@@ -28,7 +29,9 @@ def test_table4_smoke(tmp_path):
     rt = data["rows"]["rtagger"][0]
     assert {"ami/ami_t1", "ami/ami_t2", "ami/ami_t3", "classify/error_t3"} <= set(rt)
     assert -1 <= rt["ami/ami_t3"] <= 1 and 0 <= rt["classify/error_t3"] <= 100
-    assert "classify/error" in data["rows"]["convnet"][0] and "ami/ami" in data["rows"]["rtagger_video"][0]
+    assert "classify/error" in data["rows"]["convnet"][0]
+    video = data["rows"]["rtagger_video"][0]
+    assert {"ami/ami", "ami/ami_sequence"} <= set(video) and 0 < video["ami/ami_halves"] <= 1
     labels = json.loads((out / "rtagger_1k" / "seed0" / "labels.json").read_text())
     assert labels["count"] == 40
 

@@ -69,3 +69,30 @@ def test_ablate_links_closes_all_gates_then_each_level(tmp_path, make_trainer):
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "ablate_links.py"), str(plain), "--checkpoint", "last"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "no learned link gates" in out.stderr
+
+
+def test_video_grouping_check_scores_a_run_as_its_evaluation_does(tmp_path, make_trainer):
+    """The tool's per-frame AMI of the run's grouping is the run's own `ami/ami`; fixed halves come beside it;
+    a run that is no video grouping gets a clear refusal."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import video_grouping_check
+    from rladder.core.evaluation import evaluate_run
+
+    run = tmp_path / "run"
+    make_trainer(ROOT / "configs" / "grouping" / "rtagger_moving_mnist.toml", run, "data.train=16", "data.val=8",
+                 "data.test=8", "data.frames=4", "train.steps=2", "train.batch_size=8", "train.eval_every=2",
+                 "train.checkpoint_every=2", "train.threads=1").fit()
+    title, table = video_grouping_check.check(run, "test", "last", sequences=8)
+    assert "8 test sequences of 4 frames" in title
+    assert list(table) == ["the run's", "left / right halves", "top / bottom halves"]
+    metrics = evaluate_run(run, "test", "last")["metrics"]
+    assert abs(table["the run's"]["ami"] - metrics["ami/ami"]) < 1e-6
+    assert abs(table["left / right halves"]["ami"] - metrics["ami/ami_halves"]) < 1e-6
+    assert abs(table["the run's"]["sequence_ami"] - metrics["ami/ami_sequence"]) < 1e-6
+    assert all(1 / 3 <= s["identity"] <= 1 for s in table.values())
+
+    omm = tmp_path / "omm"
+    make_trainer(ROOT / "tests" / "configs" / "tiny_omm.toml", omm, "train.steps=1").fit()
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "video_grouping_check.py"), str(omm)],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "is not a video grouping run" in out.stderr
