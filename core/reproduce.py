@@ -162,7 +162,8 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
             log(f"[{row.label} seed {seed}] " + ", ".join(f"{c}: {metrics[k]:.3f}" for c, k in row.metrics.items()
                                                          if k in metrics))
         write_table(recipe, name, budget, seed_ids, out, results, failed, walls, time.perf_counter() - started,
-                    sets=sets, machines=machines, pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
+                    sets=sets, machines=machines,
+                    pending=len(jobs) - sum(map(len, results.values())) - sum(map(len, failed.values())))
 
     def one(job: tuple[Row, int]) -> None:
         row, seed = job

@@ -10,10 +10,11 @@ A run lives in a folder::
     RUN_DIR/eval-<split>.json    results of `rladder eval` (and of the test pass at the end of training)
 
 `resume`, `eval`, `predict` and `viz` need nothing but this folder. On CPU a resumed run is
-bit-identical to an uninterrupted one on the same numerics (meta.json ``numerics``: CPU ISA and thread
-count; a resume on other numerics is noted in the log and in meta.json): the data order, every RNG and
-the optimizer state are restored. Ctrl-C saves a checkpoint and stops; a NaN or inf loss stops the run and keeps the last
-good checkpoint. With several processes (torchrun) only rank 0 writes.
+bit-identical to an uninterrupted one on the same numerics (meta.json ``numerics``: CPU ISA and
+thread count; a resume on other numerics is noted in the log and in meta.json): the data order,
+every RNG and the optimizer state are restored. Ctrl-C saves a checkpoint and stops; a NaN or inf
+loss stops the run and keeps the last good checkpoint. With several processes (torchrun) only rank
+0 writes.
 """
 
 from __future__ import annotations

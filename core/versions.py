@@ -25,7 +25,7 @@ def rladder_version() -> str:
 
 
 def _cpuinfo() -> tuple[str, list[str]]:
-    """(model name, ISA flags of _ISA_FLAGS present) from /proc/cpuinfo; ('', []) where there is none."""
+    """(model name, ISA flags of _ISA_FLAGS present) from /proc/cpuinfo; without it, platform's name and []."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:

@@ -103,7 +103,8 @@ def main() -> None:
     torch.set_num_threads(1)
     title, table = check(a.run_dir, a.split, a.checkpoint, a.sequences)
     print(title)
-    print("| grouping | AMI (mean over frames) | AMI per frame | sequence AMI | identity share | both digits in one group |")
+    print("| grouping | AMI (mean over frames) | AMI per frame | sequence AMI | identity share "
+          "| both digits in one group |")
     print("|---|---|---|---|---|---|")
     for name, s in table.items():
         frames = " ".join(f"{f:.2f}" for f in s["frames"])
