@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 
-
 def halves(shape: tuple[int, ...], axis: int) -> torch.Tensor:
     """Logits (B, T, 2, 1, S, S) of a fixed split of the canvas in two halves along ``axis`` (-1: left/right)."""
     size = shape[axis]
