@@ -36,7 +36,6 @@ last ones free-running on the model's own predictions).
 
 from __future__ import annotations
 
-import functools
 import itertools
 from typing import Literal
 
@@ -333,13 +332,20 @@ class AMIOptions(TaskOptions):
         "batched", help="batched: scikit-learn's formulas for many samples at once; sklearn: one call per sample.")
 
 
-def left_right_halves(like: Tensor) -> Tensor:
-    """Logits (N, 2, 1, *S) of a fixed split of every image of ``like`` (N, K, 1, *S) into its left and
-    right halves (the last axis): a grouping that follows nothing but position."""
-    width = like.shape[-1]
-    left = (torch.arange(width, device=like.device) < width // 2).to(like.dtype)
-    left = left.expand(like.shape[0], 1, 1, *like.shape[3:])
-    return torch.cat([left, 1 - left], 1)
+def canvas_halves(like: Tensor, axis: int = -1) -> Tensor:
+    """Logits (N, 2, 1, *S) of a fixed split of every image of ``like`` (N, K, 1, *S) into two halves
+    along spatial ``axis`` (-1: left / right, -2: top / bottom): a grouping that follows nothing but position."""
+    size = like.shape[axis]
+    first = (torch.arange(size, device=like.device) < size // 2).to(like.dtype)
+    first = first.view(size, *([1] * (-axis - 1))).expand(like.shape[0], 1, 1, *like.shape[3:])
+    return torch.cat([first, 1 - first], 1)
+
+
+def sequence_ami_scores(true_masks: Tensor, logits: Tensor, **options) -> tuple[np.ndarray, np.ndarray]:
+    """``ami_scores`` per sequence over the pixels of all its frames: ``true_masks`` (B, T, G, *S) against
+    ``logits`` (B, T, K, 1, *S), the frame axis taken as one more spatial axis."""
+    order = (0, 2, 3, 1, *range(4, logits.dim()))
+    return ami_scores(true_masks.transpose(1, 2), logits.permute(order), **options)
 
 
 class AMI(Task):
@@ -371,15 +377,13 @@ class AMI(Task):
         video = true.dim() != logits.dim() - 2
         if not video:                                                          # static: the same at every step
             true = true.unsqueeze(1).expand(b, t, *true.shape[1:])
-        score = functools.partial(ami_scores, threshold=self.o.threshold, average_method=self.o.average_method,
-                                  backend=self.o.backend)
-        scores, valid = score(true.flatten(0, 1), logits.flatten(0, 1))
+        kw = dict(threshold=self.o.threshold, average_method=self.o.average_method, backend=self.o.backend)
+        scores, valid = ami_scores(true.flatten(0, 1), logits.flatten(0, 1), **kw)
         self.sums += torch.from_numpy(scores.reshape(b, t).sum(0)).to(self.sums)
         self.counts += torch.from_numpy(valid.reshape(b, t).sum(0).astype(np.float64)).to(self.counts)
-        if video:           # the frame axis as one more spatial axis: (B, G, T, *S) against (B, K, 1, T, *S)
-            order = (0, 2, 3, 1, *range(4, logits.dim()))
-            seq, seq_valid = score(true.transpose(1, 2), logits.permute(order))
-            halves, halves_valid = score(true.flatten(0, 1), left_right_halves(logits.flatten(0, 1)))
+        if video:
+            seq, seq_valid = sequence_ami_scores(true, logits, **kw)
+            halves, halves_valid = ami_scores(true.flatten(0, 1), canvas_halves(logits.flatten(0, 1)), **kw)
             self.video += torch.tensor([[seq.sum(), seq_valid.sum()], [halves.sum(), halves_valid.sum()]],
                                        dtype=torch.float64, device=self.video.device)
 

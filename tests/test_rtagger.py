@@ -189,7 +189,7 @@ def test_ami_of_video_tells_a_grouping_that_tracks_from_a_fixed_split_of_the_can
     true = torch.zeros(1, 2, 2, 2, 8)                                    # (B, T, G, H, W)
     true[0, 0, 0, :, 0:2] = true[0, 0, 1, :, 6:8] = 1                    # frame 1: A left, B right
     true[0, 1, 0, :, 4:6] = true[0, 1, 1, :, 2:4] = 1                    # frame 2: A right, B left
-    halves = GT.left_right_halves(torch.zeros(2, 2, 1, 2, 8)).unsqueeze(0)   # (1, T, K, 1, H, W)
+    halves = GT.canvas_halves(torch.zeros(2, 2, 1, 2, 8)).unsqueeze(0)   # (1, T, K, 1, H, W)
     results = {}
     for name, logits in {"tracks": true.unsqueeze(3), "halves": halves}.items():
         task = GT.AMI(GT.AMIOptions(target="masks_next", average="mean"), spec, "ami")

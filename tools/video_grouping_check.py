@@ -28,24 +28,22 @@ import numpy as np
 import torch
 
 
-def halves(shape: tuple[int, ...], axis: int) -> torch.Tensor:
-    """Logits (B, T, 2, 1, S, S) of a fixed split of the canvas in two halves along ``axis`` (-1: left/right)."""
-    size = shape[axis]
-    first = (torch.arange(size) < size // 2).float()
-    first = first.view(*([1] * (len(shape) + axis)), size, *([1] * (-axis - 1))).expand(shape)
-    return torch.stack([first, 1 - first], 2).unsqueeze(3)
+def halves(like: torch.Tensor, axis: int) -> torch.Tensor:
+    """Logits shaped like ``like`` (B, T, K, 1, S, S), but K = 2: fixed halves of the canvas along ``axis``."""
+    from rladder.plugins.grouping_tasks import canvas_halves
+
+    return canvas_halves(like.flatten(0, 1), axis).unflatten(0, like.shape[:2])
 
 
 def scores(masks: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
     """masks (B, T, 2, S, S) ground truth, logits (B, T, K, 1, S, S): the figures of the docstring."""
-    from rladder.plugins.grouping_tasks import ami_scores
+    from rladder.plugins.grouping_tasks import ami_scores, sequence_ami_scores
 
     b, t = masks.shape[:2]
     per_frame, valid = ami_scores(masks.flatten(0, 1), logits.flatten(0, 1))
     per_frame, valid = per_frame.reshape(b, t), valid.reshape(b, t)
     frame_means = [per_frame[:, i][valid[:, i]].mean() for i in range(t)]
-    # all frames of a sequence at once: the frame axis becomes one more spatial axis
-    seq, seq_valid = ami_scores(masks.transpose(1, 2), logits.permute(0, 2, 3, 1, 4, 5))
+    seq, seq_valid = sequence_ami_scores(masks, logits)
     keep = masks.max(2).values > 0.9                                      # (B, T, S, S)
     truth, group = masks.argmax(2), logits.argmax(2).squeeze(2)           # (B, T, S, S)
     shares, same = [], []
@@ -87,8 +85,7 @@ def check(run_dir: Path, split: str = "test", which: str = "best", sequences: in
     masks, logits = torch.cat(masks)[:sequences], torch.cat(logits)[:sequences]
     title = (f"{run_dir} ({which} checkpoint, step {step}), {len(masks)} {split} sequences of "
              f"{masks.shape[1]} frames")
-    canvas = tuple(masks.shape[:2]) + tuple(masks.shape[3:])
-    rows = {"the run's": logits, "left / right halves": halves(canvas, -1), "top / bottom halves": halves(canvas, -2)}
+    rows = {"the run's": logits, "left / right halves": halves(logits, -1), "top / bottom halves": halves(logits, -2)}
     return title, {name: scores(masks, lg) for name, lg in rows.items()}
 
 
