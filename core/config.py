@@ -50,8 +50,10 @@ class TrainConfig:
                                 validator=non_negative)
     schedule_by: Literal["steps", "time"] = option(
         "steps", help="What the schedule's progress follows: the step count (steps), or the larger of the step "
-                      "fraction and the fraction of max_minutes used (time: the decay ends at the deadline; "
-                      "a run is then no longer bit-reproducible).")
+                      "fraction and the fraction of max_minutes used (time: the lr decay ends at the deadline, and "
+                      "the step-counted ramps (task weight_ramp_steps, decoder_grad_ramp_steps, "
+                      "link_gates_frozen_steps) count max_minutes as train.steps; a run is then no longer "
+                      "bit-reproducible).")
     decoder_grad_ramp_steps: int = option(
         0, help="Steps over which the gradient that the decoders send back into the encoder (through e_l(t) -> "
                 "decoder l) grows linearly from 0 to its full value (0 = full from the start). The decoders and "

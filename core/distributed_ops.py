@@ -17,3 +17,12 @@ def all_true(flag: bool, device: torch.device) -> bool:
 
 def any_true(flag: bool, device: torch.device) -> bool:
     return not all_true(not flag, device)
+
+
+def largest(value: float, device: torch.device) -> float:
+    """The largest of every process's ``value`` (a single process: the value itself)."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+    return float(t.item())

@@ -40,7 +40,7 @@ from .config import RunConfig, to_dict, to_toml
 from .data import make_loader
 from .devices import autocast, pick_device, pick_precision
 from .distributed import Dist
-from .distributed_ops import all_true, any_true
+from .distributed_ops import all_true, any_true, largest
 from .evaluation import evaluate_all, headline_keys
 from .files import write_text
 from .instruments import Instruments
@@ -402,6 +402,8 @@ class Trainer:
                 self.step += 1
                 interval.add(loss, parts, len(batch["x"]) * self.dist.world, t_data, time.perf_counter() - t0)
                 self.clock = clock_start + time.perf_counter() - session_start
+                if cfg.max_minutes and self.dist.world > 1:   # one clock for the deadline and the schedule
+                    self.clock = largest(self.clock, self.device)
                 last = self.step == cfg.steps or self._deadline_reached()
                 for callback in self.callbacks:
                     callback(self)
@@ -445,12 +447,20 @@ class Trainer:
             self._restore_interrupt_handler(previous)
         return val
 
+    def schedule_step(self) -> int:
+        """The step that the step-counted schedules (task weight ramps, decoder_grad_ramp_steps,
+        link_gates_frozen_steps) are at: the step count, or with ``schedule_by = "time"`` the share of
+        max_minutes used times train.steps where that is further on, as the lr decay (``lr_factor``)."""
+        cfg = self.cfg
+        if cfg.schedule_by == "time" and cfg.max_minutes:
+            return max(self.step, int(self.clock / (60 * cfg.max_minutes) * cfg.steps))
+        return self.step
+
     def _deadline_reached(self) -> bool:
         """Whether train.max_minutes is used up (every process stops at the same step)."""
         if not self.cfg.max_minutes:
             return False
-        late = self.clock >= 60 * self.cfg.max_minutes
-        return late if self.dist.world == 1 else any_true(late, self.device)
+        return self.clock >= 60 * self.cfg.max_minutes      # the same clock in every process (fit)
 
     def _record_deadline(self) -> None:
         if self.dist.main:
@@ -465,10 +475,11 @@ class Trainer:
 
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
+        at = self.schedule_step()
         for task in self.tasks.values():
-            task.start_step(self.step)
+            task.start_step(at)
         for gate in self.decoder_gates:
-            gate.set(min(1.0, self.step / self.cfg.decoder_grad_ramp_steps))
+            gate.set(min(1.0, at / self.cfg.decoder_grad_ramp_steps))
         with autocast(self.device, self.amp):
             batch = prepare(self.tasks, self.model, batch)
             self.instruments.active = not self.cfg.compile     # forward hooks stay out of compiled graphs
@@ -489,7 +500,7 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if self.step < self.cfg.link_gates_frozen_steps:
+        if at < self.cfg.link_gates_frozen_steps:
             for gate in self.link_gates:     # no gradient: Adam leaves the gate, and its state, untouched
                 gate.grad = None
         self.instruments.clip(self.cfg.clip_grad_norm)

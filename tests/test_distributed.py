@@ -104,6 +104,19 @@ def test_a_dying_worker_fails_the_run_quickly(setup):
     assert seconds < 120
 
 
+def test_a_schedule_by_time_is_the_same_in_every_process(setup, tmp_path):
+    """With schedule_by = "time" the lr decay and the ramps follow one clock, agreed by the processes: with each
+    process's own clock their learning rates would differ and their weights part (the checkpoint check fails)."""
+    root, cfg = setup
+    out, _ = rladder("train", *cfg, "--run-dir", tmp_path / "timed", "--no-test", "--nproc", "2",
+                     "--set", "train.steps=100000", "--set", "train.max_minutes=0.05", "--set", "train.schedule_by=time",
+                     "--set", "train.decay_start=0.01", "--set", "train.checkpoint_every=1",
+                     "--set", "tasks.predict.weight_ramp_steps=50000")
+    assert out.returncode == 0, out.stderr
+    meta = json.loads((tmp_path / "timed" / "meta.json").read_text())
+    assert meta["stopped_at_deadline"]["step"] > 1
+
+
 def test_mean_teacher_stays_identical_across_processes(setup, tmp_path):
     """Each checkpoint compares every process's weights (teacher included); equal to one process too."""
     root, _ = setup

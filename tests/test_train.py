@@ -410,6 +410,24 @@ def test_the_schedule_can_follow_the_deadline():
     assert lr_factor(100, by_steps, time_fraction=0.75) == 1.0
 
 
+def test_with_a_schedule_by_time_the_ramps_follow_the_deadline_too(config_file, tmp_path, make_trainer):
+    """schedule_by = "time": a run capped by max_minutes goes through its weight and decoder-gradient ramps at the
+    same share of its time as its lr decay, so a ramp counted in steps is not cut short by the deadline."""
+    overrides = ("train.steps=1000", "train.max_minutes=10", "train.schedule_by=time",
+                 "tasks.predict.weight_ramp_steps=400", "train.decoder_grad_ramp_steps=800")
+    trainer = make_trainer(config_file, tmp_path / "run", *overrides)
+    trainer.step, trainer.clock = 10, 0.3 * 600            # step 10 of 1,000, but 30 % of the 10 minutes used
+    assert trainer.schedule_step() == 300
+    trainer._train_step(next(trainer._batches()))
+    assert float(trainer.tasks["predict"].weight_scale) == pytest.approx(300 / 400)
+    assert float(trainer.decoder_gates[0].scale) == pytest.approx(300 / 800)
+    trainer.step = 900                                      # the steps further on than the time: they count
+    assert trainer.schedule_step() == 900
+    by_steps = make_trainer(config_file, tmp_path / "steps", *overrides[:2], *overrides[3:])
+    by_steps.step, by_steps.clock = 10, 0.3 * 600
+    assert by_steps.schedule_step() == 10
+
+
 def test_a_run_ends_cleanly_at_its_deadline(config_file, tmp_path):
     """max_minutes: validation, checkpoints (last and best), then the test evaluation, as at a normal end."""
     run_dir = tmp_path / "run"
