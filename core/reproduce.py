@@ -315,7 +315,7 @@ def markdown(recipe: Recipe, results, budget: str, seeds: int | Sequence[int], w
     head.append("wall time")
     failed = failed or {}
     status = f"; {pending} run(s) still to come" if pending else ""
-    overrides = "".join(f" with `--set {e}`" for e in sets)
+    overrides = f" with {' and '.join(f'`--set {e}`' for e in sets)}" if sets else ""
     lines = [f"## {recipe.title}", "",
              f"Budget `{budget}`{overrides}, {len(seeds)} seed(s){named} per run, mean ± std over seeds; total wall time "
              f"{total / 60:.1f} min{status}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

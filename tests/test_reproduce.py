@@ -64,7 +64,7 @@ def test_set_overrides_every_row_and_the_table_names_it(tmp_path):
         import tomllib
         cfg = tomllib.loads((out / row / "seed0" / "config.toml").read_text())
         assert cfg["train"]["steps"] == 3 and cfg["train"]["lr"] == 0.004
-    assert "Budget `smoke` with `--set train.steps=3` with `--set train.lr=0.004`" in (out / "results.md").read_text()
+    assert "Budget `smoke` with `--set train.steps=3` and `--set train.lr=0.004`" in (out / "results.md").read_text()
     assert json.loads((out / "results.json").read_text())["sets"] == ["train.steps=3", "train.lr=0.004"]
     plain = CliRunner().invoke(cli, args)
     assert plain.exit_code == 2 and "rladder seed 0: train.lr = 0.004, now 0.001" in plain.output, plain.output
