@@ -482,7 +482,8 @@ def _seeds(text: str) -> list[int]:
                                          "runs of the other rows in --out are read back into the table.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config value of every row after the budget, e.g. --set train.max_minutes=5 "
-                   "(repeatable; the table names the overrides).")
+                   "(repeatable; the table names the overrides). A tasks.<label>.<key> override goes to the rows "
+                   "that have that task; one that gives tasks.<label>.name adds the task to every row.")
 def reproduce_cmd(name, budget, seeds, out, parallel, rows, sets) -> None:
     """Train every row of a paper table (recipes: `rladder list recipe`) and write results.md."""
     from pathlib import Path

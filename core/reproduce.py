@@ -106,7 +106,8 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     a seed the rows start from the last (the full model, the longest run) so parallel runs pack well.
     ``rows`` (row keys) trains only those rows; the other rows' finished runs in ``out`` are read
     back into the table, so more seeds can be added to the rows that matter. ``sets`` are `--set`
-    overrides (``train.max_minutes=5``) applied to every row after the budget; the table names them.
+    overrides (``train.max_minutes=5``) applied to every row after the budget, a ``tasks.<label>`` one only
+    to the rows with that task (or to every row when it gives the task's ``name``); the table names them.
 
     ``parallel`` > 1 runs that many trainings at once, each a separate `rladder train` process with
     its own run folder and log (``OUT/<row>/seed<k>.log``), on the CPU cores (``cores // parallel``
@@ -124,16 +125,31 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     if unknown:
         raise ConfigError(f"recipe {name!r} has no row {', '.join(map(repr, unknown))}; its rows are {', '.join(keys)}")
 
-    def row_raw(row: Row, seed: int) -> dict:
+    def row_raw(row: Row, seed: int, applied: dict[str, list[str]] | None = None) -> dict:
         raw = recipe.config(row, budget, seed)
         for expr in sets:
-            raw = apply_set(raw, expr)
+            if _concerns(raw, expr):
+                raw = apply_set(raw, expr)
+                if applied is not None:
+                    applied.setdefault(expr, []).append(row.key)
         return raw
 
-    if sets:                                # a bad override fails here, before anything is trained
-        resolve(row_raw(recipe.rows[-1], 0), reg)
-    out.mkdir(parents=True, exist_ok=True)
     chosen = [row for row in recipe.rows if not rows or row.key in rows]
+    if sets:                                # a bad override fails here, before anything is trained
+        applied: dict[str, list[str]] = {}
+        for row in chosen:
+            resolve(row_raw(row, 0, applied), reg)
+        for expr in sets:               # only a tasks.<label> override can miss rows (_concerns)
+            task = (expr.partition("=")[0].strip().split(".") + ["", ""])[1]
+            skipped = [row.key for row in chosen if row.key not in applied.get(expr, [])]
+            if expr not in applied:
+                raise ConfigError(f"--set {expr}: no row trained here has a task {task!r} (rows: "
+                                  f"{', '.join(row.key for row in chosen)}); give its name first to add it to every "
+                                  f"row (--set tasks.{task}.name=...)")
+            if skipped:
+                log(f"--set {expr} applies to {', '.join(applied[expr])}; not to {', '.join(skipped)}, "
+                    f"which have no task {task!r}")
+    out.mkdir(parents=True, exist_ok=True)
     finished = {(row.key, seed) for row in recipe.rows for seed in _finished_seeds(out / row.key)}
     earlier = sorted({seed for _, seed in finished} - set(seed_ids))
     if earlier:
@@ -175,13 +191,13 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
             wall = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
             finish(row, seed, json.loads(done.read_text())["metrics"], wall)
             return
-        raw = row_raw(row, seed)
-        if threads:
-            raw = merge(raw, {"train": {"threads": threads}})
-        config = resolve(raw, reg)
-        log(f"[{row.label} seed {seed}] training {config.model['name']} for {config.train.steps} steps")
         t0 = time.perf_counter()
         try:
+            raw = row_raw(row, seed)
+            if threads:
+                raw = merge(raw, {"train": {"threads": threads}})
+            config = resolve(raw, reg)
+            log(f"[{row.label} seed {seed}] training {config.model['name']} for {config.train.steps} steps")
             if parallel > 1:
                 _train_in_process_of_its_own(config, run_dir)
             else:
@@ -209,6 +225,15 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
                         0, sets=sets, machines=machines)
     log(table)
     return out / "results.md"
+
+
+def _concerns(raw: dict, expr: str) -> bool:
+    """Whether the override ``expr`` concerns a row's config: ``tasks.<label>.<key>=...`` only rows that have
+    the task <label>, unless <key> is its ``name`` (which adds the task); any other key every row."""
+    parts = expr.partition("=")[0].strip().split(".")
+    if len(parts) < 3 or parts[0] != "tasks" or parts[2] == "name":
+        return True
+    return parts[1] in raw.get("tasks", {})
 
 
 def _finished_seeds(row_dir: Path) -> list[int]:

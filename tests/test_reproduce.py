@@ -72,6 +72,22 @@ def test_set_overrides_every_row_and_the_table_names_it(tmp_path):
     assert bad.exit_code == 2 and "unknown option 'stepz'" in bad.output
 
 
+def test_a_task_override_goes_to_the_rows_with_that_task(tmp_path):
+    """--set tasks.<label>.<key> reaches the rows that have the task (named in the log), and no other row's config
+    is changed by it; one that no row can take (a typo in the label) is refused before anything is trained."""
+    out = tmp_path / "t1"
+    args = ["reproduce", "table1", "--budget", "smoke", "--rows", "static,rladder", "--out", str(out),
+            "--set", "train.steps=2"]
+    result = CliRunner().invoke(cli, [*args, "--set", "tasks.predict.weight=7"])
+    assert result.exit_code == 0, result.output
+    assert "--set tasks.predict.weight=7 applies to rladder; not to static, which have no task 'predict'" in result.output
+    import tomllib
+    tasks = {row: tomllib.loads((out / row / "seed0" / "config.toml").read_text())["tasks"] for row in ("static", "rladder")}
+    assert tasks["rladder"]["predict"]["weight"] == 7 and set(tasks["static"]) == {"classify"}
+    typo = CliRunner().invoke(cli, [*args, "--set", "tasks.predcit.weight=7"])
+    assert typo.exit_code == 2 and "no row trained here has a task 'predcit' (rows: static, rladder)" in typo.output
+
+
 def test_markdown_mean_and_std():
     recipe = get_registry().build("recipe", "table1")
     rows = {r.key: [{"classify/error": 1.0, "predict/prediction_error": 100.0},
