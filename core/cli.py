@@ -398,7 +398,8 @@ def resume_cmd(run_dir, no_test, no_pictures, **launch) -> None:
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_cmd(run_dir, split, which, as_json) -> None:
-    """Evaluate a run's checkpoint on a split; writes RUN_DIR/eval-<split>.json."""
+    """Evaluate a run's checkpoint on a split; writes RUN_DIR/eval-<split>.json (eval-<split>-last.json for
+    --checkpoint last when the run has a best checkpoint, so the run's own result is kept)."""
     from rladder.core.evaluation import evaluate_run, format_results
 
     results = evaluate_run(run_dir, split, which)

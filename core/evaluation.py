@@ -82,11 +82,19 @@ def evaluate_run(run_dir: str | Path, split: str = "test", which: str = "best") 
     tasks = torch.nn.ModuleDict(run.tasks).to(device)
     loader = make_loader(run, config, split, train=False, dist=Dist(), registry=reg, device=device)
     metrics = evaluate_all(run.model, tasks, run.spec, loader, device, pick_precision(config.train.precision, device))
-    which_used = "best" if (run_dir / "checkpoints" / "best.pt").is_file() and which == "best" else "last"
+    has_best = (run_dir / "checkpoints" / "best.pt").is_file()
+    which_used = "best" if has_best and which == "best" else "last"
     results = {"split": split, "checkpoint": which_used, "step": step, "metrics": metrics,
                "headline": headline_keys(run.tasks, metrics)}
-    write_text(run_dir / f"eval-{split}.json", json.dumps(results, indent=2) + "\n")
+    write_text(run_dir / eval_file_name(split, which_used if has_best else "best"), json.dumps(results, indent=2) + "\n")
     return results
+
+
+def eval_file_name(split: str, which: str = "best") -> str:
+    """eval-<split>.json: the run's own result (its best checkpoint, or its last when it kept no best), the one
+    training writes and `rladder reproduce` reads; eval-<split>-last.json: the last checkpoint asked for beside a
+    best one, so that evaluating it never replaces the run's result."""
+    return f"eval-{split}.json" if which == "best" else f"eval-{split}-last.json"
 
 
 def headline_keys(tasks, metrics) -> list[str]:

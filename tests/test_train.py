@@ -323,6 +323,10 @@ def test_cli_train_eval_predict_viz(config_file, tmp_path):
     result = runner.invoke(cli, ["eval", str(run), "--split", "val", "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["metrics"]["classify/error"] >= 0
     assert (run / "eval-val.json").is_file()
+    own = (run / "eval-test.json").read_bytes()             # the run's result, written at the end of training
+    result = runner.invoke(cli, ["eval", str(run), "--checkpoint", "last"])
+    assert result.exit_code == 0 and json.loads((run / "eval-test-last.json").read_text())["checkpoint"] == "last"
+    assert (run / "eval-test.json").read_bytes() == own      # evaluating the last checkpoint does not replace it
 
     frames = (np.random.default_rng(0).random((3, 5, 1, 32, 32)) * 255).astype(np.uint8)
     np.save(tmp_path / "in.npy", frames)
