@@ -86,15 +86,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", which: str = "best") 
     which_used = "best" if has_best and which == "best" else "last"
     results = {"split": split, "checkpoint": which_used, "step": step, "metrics": metrics,
                "headline": headline_keys(run.tasks, metrics)}
-    write_text(run_dir / eval_file_name(split, which_used if has_best else "best"), json.dumps(results, indent=2) + "\n")
+    # eval-<split>.json is the run's own result (its best checkpoint, or its last when it kept no best), written by
+    # training and read by `rladder reproduce`; the last checkpoint asked for beside a best one must not replace it
+    name = f"eval-{split}-last.json" if has_best and which == "last" else f"eval-{split}.json"
+    write_text(run_dir / name, json.dumps(results, indent=2) + "\n")
     return results
-
-
-def eval_file_name(split: str, which: str = "best") -> str:
-    """eval-<split>.json: the run's own result (its best checkpoint, or its last when it kept no best), the one
-    training writes and `rladder reproduce` reads; eval-<split>-last.json: the last checkpoint asked for beside a
-    best one, so that evaluating it never replaces the run's result."""
-    return f"eval-{split}.json" if which == "best" else f"eval-{split}-last.json"
 
 
 def headline_keys(tasks, metrics) -> list[str]:
