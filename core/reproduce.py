@@ -140,7 +140,7 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
         for row in chosen:
             resolve(row_raw(row, 0, applied), reg)
         for expr in sets:               # only a tasks.<label> override can miss rows (_concerns)
-            task = (expr.partition("=")[0].strip().split(".") + ["", ""])[1]
+            task = _task_of(expr)
             skipped = [row.key for row in chosen if row.key not in applied.get(expr, [])]
             if expr not in applied:
                 raise ConfigError(f"--set {expr}: no row trained here has a task {task!r} (rows: "
@@ -227,13 +227,17 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     return out / "results.md"
 
 
-def _concerns(raw: dict, expr: str) -> bool:
-    """Whether the override ``expr`` concerns a row's config: ``tasks.<label>.<key>=...`` only rows that have
-    the task <label>, unless <key> is its ``name`` (which adds the task); any other key every row."""
+def _task_of(expr: str) -> str | None:
+    """<label> of a ``tasks.<label>.<key>=...`` override other than the task's ``name`` (which adds the task)."""
     parts = expr.partition("=")[0].strip().split(".")
-    if len(parts) < 3 or parts[0] != "tasks" or parts[2] == "name":
-        return True
-    return parts[1] in raw.get("tasks", {})
+    return parts[1] if len(parts) >= 3 and parts[0] == "tasks" and parts[2] != "name" else None
+
+
+def _concerns(raw: dict, expr: str) -> bool:
+    """Whether the override ``expr`` concerns a row's config: a task's option only rows that have that task;
+    anything else every row."""
+    task = _task_of(expr)
+    return task is None or task in raw.get("tasks", {})
 
 
 def _finished_seeds(row_dir: Path) -> list[int]:
