@@ -74,6 +74,13 @@ class TrainConfig:
                            "product over all parameters), its opposing component is removed (one-sided gradient "
                            "projection). norm_cap: in every parameter tensor that the main task trains, the others' "
                            "gradient is scaled down to at most the main task's norm there.")
+    link_gradient_tasks: tuple[str, ...] = option(
+        (), help="Labels of the tasks whose gradient flows back through the decoder-to-encoder links d_l(t-1) -> "
+                 "encoder l (and so trains the decoders through them); () = every task. With ['predict'] the other "
+                 "tasks (classification) train the encoder and the link gates but reach the decoders only as far as "
+                 "their own heads read them: the decoders learn from prediction what the encoder then reads. Two "
+                 "backward passes per step (about 1.6 times the step time on CPU). Needs a model with links; one "
+                 "process only.")
     clip_grad_norm: float = option(1.0, help="Clip the gradient norm to this (0 = off).", validator=non_negative)
     device: str = option("auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     precision: Precision = option("auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16.")

@@ -103,6 +103,37 @@ class GradientGate(nn.Module):
         return _ScaleGradient.apply(x, self.scale) if self.active and torch.is_grad_enabled() else x
 
 
+class _SwitchGradient(torch.autograd.Function):
+    """Identity forward; on the way back the gradient passes only while ``switch.open`` (read at
+    backward time, so one graph can be back-propagated once closed and once open)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, switch: GradientSwitch) -> Tensor:
+        ctx.switch = switch
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return (grad if ctx.switch.open else None), None
+
+
+class GradientSwitch(nn.Module):
+    """Passes d_l(t-1) to the link unchanged; the gradient flows back through it into the decoders
+    only while ``open`` (``train.link_gradient_tasks``: the trainer closes it for the backward pass
+    of the tasks that may not train the decoders through the links, and opens it for the others).
+
+    The forward pass is the same either way. ``active`` is False unless the trainer uses it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = True
+        self.active = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _SwitchGradient.apply(x, self) if self.active and torch.is_grad_enabled() else x
+
+
 class LadderState(NamedTuple):
     """Everything carried from step t-1 to step t: s_l(t-1) per level and d_l(t-1) per level.
 
@@ -161,6 +192,7 @@ class RLadder(Model):
         self.has_decoder = decoder
         self.feedback = decoder and feedback
         self.decoder_grad = GradientGate()
+        self.link_grad = GradientSwitch()
         for l, level in enumerate(self.levels):
             if decoder and level.decoder is None:
                 raise ValueError(f"level {l} has no decoder cell but the ladder has a decoder")
@@ -223,7 +255,7 @@ class RLadder(Model):
         enc_state: list[CellState] = []
         below = x_t
         for l, level in enumerate(levels):
-            d_prev = level.feedback(state.decoder[l]) if self.feedback else None
+            d_prev = level.feedback(self.link_grad(state.decoder[l])) if self.feedback else None
             # eqs. (1)-(2): s_l(t), e_l(t) = f_l(e_{l-1}(t), d_l(t-1), s_l(t-1))
             e_l, s_l = level.encoder(below, d_prev, state.encoder[l])
             enc_out.append(e_l)

@@ -83,19 +83,21 @@ class Carry:
 
 
 def total_loss(tasks: Mapping[str, Task], outputs: Mapping[str, Tensor],
-               batch: Mapping[str, Tensor], main: str = "") -> tuple[Tensor, dict[str, Tensor]]:
+               batch: Mapping[str, Tensor], first: Collection[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
     """``sum_k weight_k * scale_k * cost_k`` (``scale_k``: a weight ramp's fraction, else 1) and the
-    unweighted cost of every task (detached). With ``main`` (a task label) the first value is instead
-    the pair ``stack([main task's term, sum of the others' terms])``, for ``train.protect_task``."""
+    unweighted cost of every task (detached). With ``first`` (task labels) the first value is instead
+    the pair ``stack([sum of those tasks' terms, sum of the others' terms])``, for the two backward
+    passes of ``train.protect_task`` and ``train.link_gradient_tasks``."""
     parts: dict[str, Tensor] = {}
     terms: dict[str, Tensor] = {}
     for label, task in tasks.items():
         cost = task.loss(outputs, batch)
         parts[label] = cost.detach()
         terms[label] = task.weight * task.weight_scale * cost
-    if main:
-        rest = [t for label, t in terms.items() if label != main]
-        return torch.stack([terms[main].float(), sum(rest[1:], rest[0]).float()]), parts
+    if first:
+        head = [t.float() for label, t in terms.items() if label in first]
+        rest = [t.float() for label, t in terms.items() if label not in first]
+        return torch.stack([sum(head[1:], head[0]), sum(rest[1:], rest[0])]), parts
     total = None
     for term in terms.values():
         total = term if total is None else total + term

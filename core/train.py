@@ -46,7 +46,7 @@ from .files import write_text
 from .instruments import Instruments
 from .interfaces import Loader, to_device
 from .labels import plan as label_plan
-from .ladder import GradientGate, RLadder
+from .ladder import GradientGate, GradientSwitch, RLadder
 from .objective import (Carry, cap_norms, corrupt, gradient_cosine, needed_outputs, prepare, project_conflict,
                         total_loss)
 from .versions import describe_numerics, numerics, rladder_version
@@ -111,6 +111,7 @@ class Trainer:
         self.decoder_gates = self._decoder_gates()
         self.link_gates = self._link_gates()
         self._check_protect_task()
+        self.link_switches = self._link_switches()
         params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
         self.params = params
         self.conflict = torch.zeros(3, device=self.device)   # log-interval sums: cosine, share changed, steps
@@ -175,6 +176,45 @@ class Trainer:
                               f"decoder-to-encoder link gates, and model {name!r} has none (no links, or "
                               f"links.gate = 'none'): set it to 0, or set model.links.gate to 'channel' or 'scalar'")
         return gates
+
+    def _link_switches(self) -> list[GradientSwitch]:
+        """The switches on the links that train.link_gradient_tasks closes for the other tasks' backward pass."""
+        chosen = self.cfg.link_gradient_tasks
+        if not chosen:
+            return []
+        name = self.config.model.get("name")
+        unknown = [label for label in chosen if label not in self.tasks]
+        if unknown:
+            raise ConfigError(f"train.link_gradient_tasks names {', '.join(map(repr, unknown))}, not a task of this "
+                              f"run; its tasks are: {', '.join(self.tasks)}")
+        if all(label in chosen for label in self.tasks):
+            raise ConfigError(f"train.link_gradient_tasks = {list(chosen)} lists every task of this run, so no "
+                              f"task's gradient would be stopped at the links: set it to [] (the same training)")
+        if self.cfg.protect_task:
+            raise ConfigError("train.link_gradient_tasks and train.protect_task each split the backward pass; "
+                              "use one of them")
+        if self.dist.world > 1:
+            raise ConfigError("train.link_gradient_tasks runs on one process only (its two backward passes bypass "
+                              "the gradient averaging of several processes): set it to [] or train with --nproc 1")
+        switches = [m.link_grad for m in self.model.modules() if isinstance(m, RLadder) and m.feedback]
+        if not switches:
+            raise ConfigError(f"train.link_gradient_tasks needs a model with decoder-to-encoder links, and model "
+                              f"{name!r} has none: set it to []")
+        for switch in switches:
+            switch.active = True
+        return switches
+
+    def _link_split_backward(self, pair: torch.Tensor) -> None:
+        """``pair = [the other tasks' terms, the terms of train.link_gradient_tasks]``: the first
+        back-propagated with the links' gradient switched off, the second with it on, summed into ``.grad``."""
+        scale = self.scaler.scale if self.scaler else (lambda t: t)
+        grads = []
+        for open_, term, retain in ((False, pair[0], True), (True, pair[1], False)):
+            for switch in self.link_switches:
+                switch.open = open_
+            grads.append(torch.autograd.grad(scale(term), self.params, retain_graph=retain, allow_unused=True))
+        for p, a, b in zip(self.params, *grads):
+            p.grad = a if b is None else b if a is None else a + b
 
     def _check_protect_task(self) -> None:
         main = self.cfg.protect_task
@@ -471,7 +511,11 @@ class Trainer:
     def _eager_forward_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model over the batch and the weighted sum of the task costs (the part that is compiled)."""
         outputs = self.carry.run(self.model, batch, self.run.spec, self.keep, forward=self.forward_model)
-        return total_loss(self.tasks, outputs, batch, self.cfg.protect_task)
+        if self.link_switches:
+            first = [label for label in self.tasks if label not in self.cfg.link_gradient_tasks]
+        else:
+            first = [self.cfg.protect_task] if self.cfg.protect_task else []
+        return total_loss(self.tasks, outputs, batch, first)
 
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
@@ -490,8 +534,11 @@ class Trainer:
             finally:
                 self.instruments.active = False
         self.optimizer.zero_grad(set_to_none=True)
-        if self.cfg.protect_task:
-            self._protected_backward(loss)
+        if self.cfg.protect_task or self.link_switches:
+            if self.cfg.protect_task:
+                self._protected_backward(loss)
+            else:
+                self._link_split_backward(loss)
             loss = loss.sum()
             if self.scaler:
                 self.scaler.unscale_(self.optimizer)

@@ -297,6 +297,49 @@ def test_protect_by_norm_cap_caps_the_other_tasks_per_parameter_tensor(config_fi
     assert all(0 < r["protect/capped"] <= 1 for r in records if r["split"] == "train")
 
 
+def test_link_gradient_tasks_keep_the_other_tasks_out_of_the_decoders(config_file, tmp_path, make_trainer):
+    """train.link_gradient_tasks = ['predict']: classification's gradient stops at the links d_l(t-1) ->
+    encoder l, so it reaches no decoder; the step's gradient is that plus prediction's through the open links."""
+    trainer = make_trainer(config_file, tmp_path / "run", 'train.link_gradient_tasks=["predict"]',
+                           "tasks.predict.weight=100", "train.steps=3", "train.clip_grad_norm=0")
+    batch = to_device(next(trainer._batches()), trainer.device)
+    for _ in range(3):            # the link gates leave 0, so gradient can pass through the links
+        trainer._train_step(batch)
+    decoders = {id(p) for name, p in trainer.model.named_parameters() if ".decoder." in name}
+    assert decoders
+
+    def grads(open_: bool):
+        torch.manual_seed(0)
+        pair, _ = trainer._forward_loss(prepare(trainer.tasks, trainer.model, corrupt(batch, trainer.cfg.input_noise)))
+        trainer.link_switches[0].open = open_
+        first = torch.autograd.grad(pair[0], trainer.params, retain_graph=True, allow_unused=True)
+        trainer.link_switches[0].open = True
+        return first, torch.autograd.grad(pair[1], trainer.params, allow_unused=True)
+    zero = lambda g, p: torch.zeros_like(p) if g is None else g
+    classify_open, _ = grads(True)
+    classify, predict = grads(False)
+    on_decoders = lambda gs: sum(float(zero(g, p).abs().sum()) for g, p in zip(gs, trainer.params) if id(p) in decoders)
+    assert on_decoders(classify_open) > 0 and on_decoders(classify) == 0      # through the links, and stopped there
+    assert on_decoders(predict) > 0
+    torch.manual_seed(0)
+    trainer._train_step(batch)
+    for p, c, q in zip(trainer.params, classify, predict):
+        torch.testing.assert_close(zero(p.grad, p), zero(c, p) + zero(q, p), rtol=1e-4, atol=1e-7)
+
+
+def test_link_gradient_tasks_must_name_some_but_not_all_tasks_of_a_model_with_links(config_file, tmp_path,
+                                                                                   make_trainer):
+    with pytest.raises(ConfigError, match="train.link_gradient_tasks names 'predcit', not a task of this run; "
+                                          "its tasks are: predict, classify"):
+        make_trainer(config_file, tmp_path / "a", 'train.link_gradient_tasks=["predcit"]')
+    with pytest.raises(ConfigError, match="lists every task of this run"):
+        make_trainer(config_file, tmp_path / "b", 'train.link_gradient_tasks=["predict", "classify"]')
+    with pytest.raises(ConfigError, match="needs a model with decoder-to-encoder links, and model "
+                                          "'omm_rladder_no_feedback' has none"):
+        make_trainer(config_file, tmp_path / "c", 'train.link_gradient_tasks=["predict"]',
+                     "model.name=omm_rladder_no_feedback")
+
+
 def test_a_protected_task_must_exist_and_have_others_to_be_protected_from(config_file, tmp_path, make_trainer):
     with pytest.raises(ConfigError, match="train.protect_task = 'clasify' is not a task of this run; its tasks "
                                           "are: predict, classify"):
