@@ -478,7 +478,8 @@ def _seeds(text: str) -> list[int]:
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/reproduce-NAME-BUDGET).")
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1),
               help="Train this many runs at once, each in its own process (CPU cores are split between them; "
-                   "on a GPU they share it). A failed run is reported in the table; the others go on.")
+                   "on a GPU they share it). A failed run is reported in the table, the others go on, and the "
+                   "command then exits with status 1.")
 @click.option("--rows", default="", help="Train only these rows (comma-separated keys, see results.json); finished "
                                          "runs of the other rows in --out are read back into the table.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -495,6 +496,12 @@ def reproduce_cmd(name, budget, seeds, out, parallel, rows, sets) -> None:
                      log=lambda m: click.echo(m, err=True), parallel=parallel,
                      rows=[r.strip() for r in rows.split(",") if r.strip()], sets=sets)
     click.echo(f"table written to {path}")
+    failed = {key: n for key, problems in json.loads((path.parent / "results.json").read_text())["failed"].items()
+              if (n := len(problems))}
+    if failed:      # the table holds what the other runs made; a script must still see that some did not finish
+        rows_ = ", ".join(f"{key} ({n})" for key, n in failed.items())
+        raise click.ClickException(f"{sum(failed.values())} run(s) failed: {rows_}; the table lists why, with "
+                                   f"each run's log")
 
 
 @cli.group("data")

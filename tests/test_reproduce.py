@@ -140,7 +140,8 @@ def test_rows_side_by_side_a_failing_row_is_reported_and_the_others_finish(tmp_p
     out = tmp_path / "t"
     result = CliRunner().invoke(cli, ["reproduce", "side_by_side", "--budget", "b", "--out", str(out),
                                       "--parallel", "2"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output       # the table is written, and the failure still shows
+    assert "Error: 1 run(s) failed: broken (1); the table lists why" in result.output
     table = (out / "results.md").read_text()
     assert "| broken | failed |" in table and "Failed runs:" in table
     assert str(out / "broken" / "seed0.log") in table             # the failure names its log
