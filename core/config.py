@@ -79,8 +79,8 @@ class TrainConfig:
                  "encoder l (and so trains the decoders through them); () = every task. With ['predict'] the other "
                  "tasks (classification) train the encoder and the link gates but reach the decoders only as far as "
                  "their own heads read them: the decoders learn from prediction what the encoder then reads. Two "
-                 "backward passes per step (about 1.6 times the step time on CPU). Needs a model with links; one "
-                 "process only.")
+                 "backward passes per step (1.7 times the OMM RLadder's step time, measured on CPU). Needs a model "
+                 "with links; one process, eager mode (not with train.compile).")
     clip_grad_norm: float = option(1.0, help="Clip the gradient norm to this (0 = off).", validator=non_negative)
     device: str = option("auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     precision: Precision = option("auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16.")

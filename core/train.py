@@ -193,6 +193,9 @@ class Trainer:
         if self.cfg.protect_task:
             raise ConfigError("train.link_gradient_tasks and train.protect_task each split the backward pass; "
                               "use one of them")
+        if self.cfg.compile:
+            raise ConfigError("train.link_gradient_tasks runs in eager mode only (its switch on the links is read "
+                              "during the backward pass, which a compiled graph does not do): set train.compile = false")
         if self.dist.world > 1:
             raise ConfigError("train.link_gradient_tasks runs on one process only (its two backward passes bypass "
                               "the gradient averaging of several processes): set it to [] or train with --nproc 1")

@@ -334,6 +334,8 @@ def test_link_gradient_tasks_must_name_some_but_not_all_tasks_of_a_model_with_li
         make_trainer(config_file, tmp_path / "a", 'train.link_gradient_tasks=["predcit"]')
     with pytest.raises(ConfigError, match="lists every task of this run"):
         make_trainer(config_file, tmp_path / "b", 'train.link_gradient_tasks=["predict", "classify"]')
+    with pytest.raises(ConfigError, match="runs in eager mode only"):
+        make_trainer(config_file, tmp_path / "d", 'train.link_gradient_tasks=["predict"]', "train.compile=true")
     with pytest.raises(ConfigError, match="needs a model with decoder-to-encoder links, and model "
                                           "'omm_rladder_no_feedback' has none"):
         make_trainer(config_file, tmp_path / "c", 'train.link_gradient_tasks=["predict"]',
