@@ -492,12 +492,10 @@ def reproduce_cmd(name, budget, seeds, out, parallel, rows, sets) -> None:
 
     from rladder.core.reproduce import reproduce
 
-    path = reproduce(name, budget, _seeds(seeds), Path(out or f"runs/reproduce-{name}-{budget}"),
+    path, failed = reproduce(name, budget, _seeds(seeds), Path(out or f"runs/reproduce-{name}-{budget}"),
                      log=lambda m: click.echo(m, err=True), parallel=parallel,
                      rows=[r.strip() for r in rows.split(",") if r.strip()], sets=sets)
     click.echo(f"table written to {path}")
-    failed = {key: n for key, problems in json.loads((path.parent / "results.json").read_text())["failed"].items()
-              if (n := len(problems))}
     if failed:      # the table holds what the other runs made; a script must still see that some did not finish
         rows_ = ", ".join(f"{key} ({n})" for key, n in failed.items())
         raise click.ClickException(f"{sum(failed.values())} run(s) failed: {rows_}; the table lists why, with "

@@ -95,7 +95,7 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
 
 
 def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log=print, parallel: int = 1,
-              rows: Sequence[str] = (), sets: Sequence[str] = ()) -> Path:
+              rows: Sequence[str] = (), sets: Sequence[str] = ()) -> tuple[Path, dict[str, int]]:
     """Train every (row, seed) of recipe ``name`` and write ``results.md`` (rewritten as runs finish).
 
     ``seeds`` is a count (seeds 0 .. n-1) or the seeds themselves (``[3, 4]``: add seeds to a
@@ -113,6 +113,7 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     its own run folder and log (``OUT/<row>/seed<k>.log``), on the CPU cores (``cores // parallel``
     threads each) or sharing the GPU. A run that fails is reported in the table and does not stop
     the others. Finished runs are read back, not trained again; an interrupted one is resumed.
+    Returns the path of ``results.md`` and the number of failed runs per row key (rows with none left out).
     """
     seed_ids = seed_list(seeds)
     reg = get_registry()
@@ -224,7 +225,7 @@ def reproduce(name: str, budget: str, seeds: int | Sequence[int], out: Path, log
     table = write_table(recipe, name, budget, seed_ids, out, results, failed, walls, time.perf_counter() - started,
                         0, sets=sets, machines=machines)
     log(table)
-    return out / "results.md"
+    return out / "results.md", {key: len(problems) for key, problems in failed.items() if problems}
 
 
 def _task_of(expr: str) -> str | None:

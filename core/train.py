@@ -112,6 +112,9 @@ class Trainer:
         self.link_gates = self._link_gates()
         self._check_protect_task()
         self.link_switches = self._link_switches()
+        # the tasks whose terms are back-propagated apart first (two backward passes), or none
+        self.split_first = [label for label in self.tasks if label not in cfg.link_gradient_tasks] \
+            if self.link_switches else [cfg.protect_task] if cfg.protect_task else []
         params = [p for p in [*self.model.parameters(), *self.tasks.parameters()] if p.requires_grad]
         self.params = params
         self.conflict = torch.zeros(3, device=self.device)   # log-interval sums: cosine, share changed, steps
@@ -207,15 +210,23 @@ class Trainer:
             switch.active = True
         return switches
 
+    def _pair_gradients(self, pair: torch.Tensor, between=None) -> tuple[tuple, tuple]:
+        """The gradients of ``pair[0]`` and ``pair[1]`` (two backward passes through one graph; a parameter
+        a term does not reach gets None); ``between`` runs between the two passes."""
+        scale = self.scaler.scale if self.scaler else (lambda t: t)
+        first = torch.autograd.grad(scale(pair[0]), self.params, retain_graph=True, allow_unused=True)
+        if between:
+            between()
+        return first, torch.autograd.grad(scale(pair[1]), self.params, allow_unused=True)
+
     def _link_split_backward(self, pair: torch.Tensor) -> None:
         """``pair = [the other tasks' terms, the terms of train.link_gradient_tasks]``: the first
         back-propagated with the links' gradient switched off, the second with it on, summed into ``.grad``."""
-        scale = self.scaler.scale if self.scaler else (lambda t: t)
-        grads = []
-        for open_, term, retain in ((False, pair[0], True), (True, pair[1], False)):
+        def links_open(open_: bool) -> None:
             for switch in self.link_switches:
                 switch.open = open_
-            grads.append(torch.autograd.grad(scale(term), self.params, retain_graph=retain, allow_unused=True))
+        links_open(False)
+        grads = self._pair_gradients(pair, between=lambda: links_open(True))
         for p, a, b in zip(self.params, *grads):
             p.grad = a if b is None else b if a is None else a + b
 
@@ -236,9 +247,7 @@ class Trainer:
     def _protected_backward(self, pair: torch.Tensor) -> None:
         """Gradients of ``pair = [main term, other terms]`` apart, then the others' changed as
         ``train.protect_by`` says and the two summed into ``.grad``."""
-        scale = self.scaler.scale if self.scaler else (lambda t: t)
-        main_raw = torch.autograd.grad(scale(pair[0]), self.params, retain_graph=True, allow_unused=True)
-        other_raw = torch.autograd.grad(scale(pair[1]), self.params, allow_unused=True)
+        main_raw, other_raw = self._pair_gradients(pair)
         fill = lambda gs: [torch.zeros_like(p) if g is None else g for g, p in zip(gs, self.params)]
         main, other = fill(main_raw), fill(other_raw)
         if self.cfg.protect_by == "norm_cap":
@@ -514,11 +523,7 @@ class Trainer:
     def _eager_forward_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model over the batch and the weighted sum of the task costs (the part that is compiled)."""
         outputs = self.carry.run(self.model, batch, self.run.spec, self.keep, forward=self.forward_model)
-        if self.link_switches:
-            first = [label for label in self.tasks if label not in self.cfg.link_gradient_tasks]
-        else:
-            first = [self.cfg.protect_task] if self.cfg.protect_task else []
-        return total_loss(self.tasks, outputs, batch, first)
+        return total_loss(self.tasks, outputs, batch, self.split_first)
 
     def _train_step(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = corrupt(batch, self.cfg.input_noise)
